@@ -1,0 +1,40 @@
+# Two commands on a fresh machine with Python 3.11+, make and git: `make run`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.example.yaml
+USER_HANDLE ?= alice
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit install clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/marvin --config $(CONFIG) db upgrade
+	$(BIN)/marvin --config $(CONFIG) shell --user $(USER_HANDLE)
+
+lint: $(STAMP)
+	$(BIN)/ruff check marvin migrations tests benchmarks
+	$(BIN)/ruff format --check marvin migrations
+
+typecheck: $(STAMP)
+	$(BIN)/mypy marvin
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis marvin.db marvin.db-*

@@ -1,0 +1,96 @@
+"""Accounts: anyone who talks to the bot gets one, linked to the directory by e-mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from marvin.adapters.directory import Directory, DirectoryPerson
+from marvin.models import Invocation
+from marvin.store.tables import Account, Grant
+
+
+@dataclass(frozen=True)
+class Caller:
+    account: Account
+    person: DirectoryPerson | None
+    roles: frozenset[str]
+    grants: frozenset[str]
+
+    @property
+    def handle(self) -> str:
+        return self.person.handle if self.person else self.account.display_name
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def has_grant(self, grant: str) -> bool:
+        return grant in self.grants
+
+
+async def ensure_account(
+    session: AsyncSession, inv: Invocation, directory: Directory, now: datetime
+) -> tuple[Account, bool]:
+    """The caller's account, created on first contact. Returns (account, created)."""
+    values = {
+        "transport": inv.transport,
+        "chat_user_id": inv.user_id,
+        "display_name": inv.user_name[:255],
+        "email": inv.user_email,
+        "state": "active",
+        "created_at": now,
+        "last_seen_at": now,
+    }
+    # Two first messages at once must not both create an account: insert-or-ignore, then read.
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = await session.execute(
+        insert(Account).values(**values).on_conflict_do_nothing().returning(Account.id)
+    )
+    created = result.scalar_one_or_none() is not None
+    account = (
+        await session.scalars(
+            select(Account).where(
+                Account.transport == inv.transport, Account.chat_user_id == inv.user_id
+            )
+        )
+    ).one()
+    account.last_seen_at = now
+    if inv.user_email and account.email != inv.user_email:
+        account.email = inv.user_email
+    if account.directory_handle is None and account.email:
+        person = await directory.by_email(account.email)
+        if person is not None:
+            account.directory_handle = person.handle
+            account.gitlab_username = person.gitlab_username
+    return account, created
+
+
+async def load_caller(
+    session: AsyncSession, account: Account, directory: Directory, now: datetime
+) -> Caller:
+    person = (
+        await directory.by_handle(account.directory_handle) if account.directory_handle else None
+    )
+    granted = await session.scalars(
+        select(Grant.name).where(
+            Grant.account_id == account.id,
+            Grant.revoked_at.is_(None),
+            or_(Grant.expires_at.is_(None), Grant.expires_at > now),
+        )
+    )
+    roles = frozenset(person.roles) if person else frozenset()
+    grants = frozenset(person.grants if person else ()) | frozenset(granted)
+    return Caller(account=account, person=person, roles=roles, grants=grants)
+
+
+async def account_for_handle(session: AsyncSession, handle: str) -> Account | None:
+    return (
+        await session.scalars(
+            select(Account).where(Account.directory_handle == handle).order_by(Account.id)
+        )
+    ).first()

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: one Protocol per kind, implementations chosen by config."""

@@ -1,0 +1,105 @@
+"""`marvin`: serve, shell, db upgrade, config check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from marvin.config import ConfigError, Settings, load_settings
+from marvin.logs import configure_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marvin", description="Marvin guards production.")
+    parser.add_argument("--config", help="YAML config file (default: $MARVIN_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    shell = sub.add_parser("shell", help="talk to Marvin in the terminal")
+    shell.add_argument("--user", help="who you are (a handle from the directory)")
+    where = shell.add_mutually_exclusive_group()
+    where.add_argument("--channel", help="channel to stand in (default: the production one)")
+    where.add_argument("--dm", action="store_true", help="talk in a direct message")
+    shell.add_argument("--json", action="store_true", help="one JSON object per reply")
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply the migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    down = db_sub.add_parser("downgrade", help="revert migrations")
+    down.add_argument("revision")
+
+    config = sub.add_parser("config", help="configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("check", help="validate the configuration and say what is wrong")
+    return parser
+
+
+def _load(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"Configuration from {exc.source} is invalid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _shell(settings: Settings, args: argparse.Namespace) -> int:
+    from marvin.shell import Shell
+    from marvin.store.migrate import is_current
+    from marvin.wiring import build_services
+
+    if not await is_current(settings.database.url):
+        print(
+            "The database schema is not up to date: run `marvin db upgrade` first.", file=sys.stderr
+        )
+        return 2
+    services = build_services(settings)
+    shell = Shell(
+        services,
+        user=args.user or settings.shell.default_user,
+        channel=args.channel,
+        dm=args.dm,
+        as_json=args.json,
+    )
+    try:
+        if sys.stdin.isatty() and not args.json:
+            return await shell.run_interactive()
+        return await shell.run_stream(sys.stdin)
+    finally:
+        await services.store.dispose()
+
+
+async def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from marvin.store import migrate
+
+    if args.db_command == "upgrade":
+        await migrate.upgrade(settings.database.url, args.revision)
+        print(f"Database upgraded to {args.revision}.")
+    else:
+        await migrate.downgrade(settings.database.url, args.revision)
+        print(f"Database downgraded to {args.revision}.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = _load(args.config)
+    level = settings.logging.level
+    if args.command == "shell" and level in ("debug", "info"):
+        level = "warning"  # the terminal is for the conversation, not the log
+    configure_logging(level, settings.logging.format)
+    if args.command == "config":
+        print("Configuration is valid.")
+        return 0
+    if args.command == "shell":
+        return asyncio.run(_shell(settings, args))
+    if args.command == "db":
+        return asyncio.run(_db(settings, args))
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

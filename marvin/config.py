@@ -1,0 +1,273 @@
+"""Configuration: a YAML file validated by pydantic, any key overridable from the environment.
+
+`MARVIN_DATABASE__URL=...` overrides `database.url`; the environment wins over the file so an
+operator can change one key of a shipped file without editing it. Secrets never live here:
+they come from the environment under their usual names and are read where they are used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "MARVIN_CONFIG"
+_HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class Section(BaseModel):
+    # A typo in a key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelConfig(Section):
+    id: str = Field("C0PRODUCTION", min_length=1, description="Chat id of the production channel")
+    name: str = Field("production", min_length=1, description="Its name, without '#'")
+
+    @field_validator("name")
+    @classmethod
+    def _strip_hash(cls, value: str) -> str:
+        return value.lstrip("#")
+
+
+class DatabaseConfig(Section):
+    url: str = "sqlite+aiosqlite:///marvin.db"
+    echo: bool = False
+    pool_size: int = Field(5, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            return value
+        if value.startswith("sqlite://"):
+            return "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+        if value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+
+
+EnvName = Literal["staging", "production"]
+
+
+class FlagsConfig(Section):
+    backend: Literal["local"] = "local"
+    ceiling_percent: float = Field(1.0, gt=0, le=100)
+    ceiling_environments: list[EnvName] = Field(
+        default_factory=lambda: list[EnvName](["production"])
+    )
+    soak_hours: float = Field(24.0, ge=0)
+    allow_random: bool = False
+    approval_labels: list[str] = Field(default_factory=lambda: ["deviation::approved"])
+
+
+class AvailabilityConfig(Section):
+    watch_hours: float = Field(4.0, gt=0, le=72)
+    require_oncall: bool = True
+
+
+class Shift(Section):
+    handle: str
+    starts_at: datetime
+    ends_at: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Shift:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class Rotation(Section):
+    starts_at: datetime = datetime.fromisoformat("2026-01-05T00:00:00+00:00")
+    shift_hours: float = Field(168.0, gt=0)
+    people: list[str] = Field(default_factory=list)
+
+
+class OncallConfig(Section):
+    backend: Literal["file"] = "file"
+    rotation: Rotation = Rotation()
+    overrides: list[Shift] = Field(default_factory=list)
+
+
+class Person(Section):
+    handle: str
+    name: str = ""
+    email: str | None = None
+    gitlab_username: str | None = None
+    grants: list[str] = Field(default_factory=list)
+
+    @field_validator("handle")
+    @classmethod
+    def _handle(cls, value: str) -> str:
+        if not _HANDLE.match(value):
+            raise ValueError("lowercase letters, digits, '.', '_' or '-'")
+        return value
+
+
+class Role(Section):
+    description: str = ""
+    grants: list[str] = Field(default_factory=list)
+    members: list[str] = Field(default_factory=list)
+
+
+class DirectoryConfig(Section):
+    backend: Literal["file"] = "file"
+    path: Path | None = Field(None, description="A roles file; when unset, people/roles below")
+    people: list[Person] = Field(default_factory=list)
+    roles: dict[str, Role] = Field(default_factory=dict)
+
+
+class IssuesConfig(Section):
+    backend: Literal["local"] = "local"
+
+
+class Freeze(Section):
+    name: str
+    starts_at: datetime
+    ends_at: datetime
+    environments: list[EnvName] = Field(default_factory=lambda: list[EnvName](["production"]))
+
+
+class ChangeLockConfig(Section):
+    incident_severities: list[int] = Field(default_factory=lambda: [1, 2])
+    freezes: list[Freeze] = Field(default_factory=list)
+
+
+class ShellConfig(Section):
+    email_domain: str = "example.com"
+    default_user: str = "alice"
+
+
+class LoggingConfig(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class LimitsConfig(Section):
+    max_command_chars: int = Field(4000, ge=64, le=40000)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MARVIN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    production_channel: ChannelConfig = ChannelConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    flags: FlagsConfig = FlagsConfig()
+    availability: AvailabilityConfig = AvailabilityConfig()
+    oncall: OncallConfig = OncallConfig()
+    directory: DirectoryConfig = DirectoryConfig()
+    issues: IssuesConfig = IssuesConfig()
+    change_lock: ChangeLockConfig = ChangeLockConfig()
+    shell: ShellConfig = ShellConfig()
+    logging: LoggingConfig = LoggingConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """Every invalid key, each with its dotted path."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), ["the top level must be a mapping of sections"])
+    return raw
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{where}: {message}")
+    return problems
+
+
+def _load_directory_file(data: dict[str, Any], base: Path) -> None:
+    """A roles file named in `directory.path` supplies people and roles, chef-roles style."""
+    directory = data.get("directory")
+    if not isinstance(directory, dict) or not directory.get("path"):
+        return
+    path = Path(str(directory["path"]))
+    if not path.is_absolute():
+        path = base / path
+    content = _read_yaml(path)
+    for key in ("people", "roles"):
+        if key in content and key not in directory:
+            directory[key] = content[key]
+    directory["path"] = str(path)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Load from `path`, else `$MARVIN_CONFIG`, else the embedded defaults."""
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV)
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if chosen:
+        file = Path(chosen)
+        source = str(file)
+        data = _read_yaml(file)
+        _load_directory_file(data, file.parent)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(source, _format_errors(exc)) from exc
+    problems = check_consistency(settings)
+    if problems:
+        raise ConfigError(source, problems)
+    return settings
+
+
+def check_consistency(settings: Settings) -> list[str]:
+    """Cross-key checks a single field validator cannot see."""
+    problems: list[str] = []
+    handles = {p.handle for p in settings.directory.people}
+    for role_name, role in settings.directory.roles.items():
+        for member in role.members:
+            if member not in handles:
+                problems.append(f"directory.roles.{role_name}.members: unknown person {member!r}")
+    for i, person in enumerate(settings.oncall.rotation.people):
+        if person not in handles:
+            problems.append(f"oncall.rotation.people.{i}: unknown person {person!r}")
+    for i, shift in enumerate(settings.oncall.overrides):
+        if shift.handle not in handles:
+            problems.append(f"oncall.overrides.{i}.handle: unknown person {shift.handle!r}")
+    return problems

@@ -1,0 +1,162 @@
+"""Feature flag values and state, Flipper-style as GitLab uses them. Pure: no I/O here.
+
+A flag in one environment has a boolean gate (on for everyone), at most one percentage gate
+(of actors: sticky per actor; or of time: random per check) and targeted actor gates
+(`user:alice`, `project:group/proj`, `group:gitlab-org`). They combine with OR, as in
+Flipper: an actor sees the feature when any gate lets them in.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HUNDRED = Decimal(100)
+ZERO = Decimal(0)
+# Digits, at most one point, at most 4 decimals, an optional %: "1000", "1e2", "NaN", "-1",
+# "0x10" and "½" all fail here rather than being half-understood.
+_PERCENT = re.compile(r"^(?P<int>\d{1,3})(?:\.(?P<frac>\d{1,4}))?%?$")
+_USERNAME = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+_FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+GateKind = Literal["user", "project", "group"]
+
+
+class Environment(StrEnum):
+    staging = "staging"
+    production = "production"
+
+    @property
+    def other(self) -> Environment:
+        return Environment.staging if self is Environment.production else Environment.production
+
+
+def validate_flag_name(value: str, max_length: int = 63) -> str:
+    if len(value) > max_length:
+        raise ValueError(f"a flag name is at most {max_length} characters")
+    if not _FLAG_NAME.match(value):
+        raise ValueError(
+            "a flag name is lowercase letters, digits and underscores, starting with a letter"
+        )
+    return value
+
+
+def parse_percentage(raw: str) -> Decimal:
+    text = raw.strip()
+    match = _PERCENT.match(text)
+    if not match:
+        raise ValueError(
+            f"{raw!r} is not a value: use true, false or a percentage from 0 to 100 "
+            "(like 1, 0.5 or 25%)"
+        )
+    try:
+        value = Decimal(match.group("int") + "." + (match.group("frac") or "0"))
+    except InvalidOperation as exc:  # pragma: no cover - the regex admits only digits
+        raise ValueError(f"{raw!r} is not a percentage") from exc
+    if value > HUNDRED:
+        raise ValueError(f"{raw!r} is over 100%")
+    return value.normalize() if value != ZERO else ZERO
+
+
+def parse_value(raw: str) -> bool | Decimal:
+    lowered = raw.strip().lower()
+    if lowered == "true":
+        return True
+    if lowered == "false":
+        return False
+    return parse_percentage(raw)
+
+
+def parse_gate_list(raw: str, kind: GateKind) -> tuple[str, ...]:
+    items = [item.strip() for item in raw.split(",")]
+    if not items or any(not item for item in items):
+        raise ValueError(f"--{kind} takes a comma-separated list with no empty entries")
+    pattern = _USERNAME if kind == "user" else _PATH
+    for item in items:
+        if len(item) > 255 or not pattern.match(item):
+            raise ValueError(f"{item!r} is not a valid {kind} name")
+    return tuple(dict.fromkeys(item.lstrip("@") for item in items))
+
+
+def fmt_percent(value: Decimal) -> str:
+    return f"{value.normalize():f}%"
+
+
+class FlagState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = False
+    percentage_of_actors: Decimal | None = None
+    percentage_of_time: Decimal | None = None
+    actors: tuple[str, ...] = Field(default_factory=tuple)
+
+    def exposure(self) -> Decimal:
+        """Share of all traffic that sees the feature; targeted actors are not a share."""
+        if self.enabled:
+            return HUNDRED
+        return max(self.percentage_of_actors or ZERO, self.percentage_of_time or ZERO)
+
+    def is_on(self) -> bool:
+        return self.exposure() > ZERO or bool(self.actors)
+
+    def describe(self) -> str:
+        parts: list[str] = []
+        if self.enabled:
+            parts.append("on for everyone")
+        if self.percentage_of_actors is not None:
+            parts.append(f"{fmt_percent(self.percentage_of_actors)} of actors")
+        if self.percentage_of_time is not None:
+            parts.append(f"{fmt_percent(self.percentage_of_time)} of the time")
+        if self.actors:
+            parts.append("for " + ", ".join(self.actors))
+        return "; ".join(parts) if parts else "off"
+
+
+OFF = FlagState()
+
+
+class SetRequest(BaseModel):
+    """A `feature set`, already validated: what the person asked for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: bool | Decimal
+    of: Literal["actors", "time"] | None = None
+    gates: tuple[str, ...] = ()  # "user:alice", "project:a/b", "group:g"
+
+
+def apply_set(current: FlagState, req: SetRequest) -> FlagState:
+    """The state after a `feature set`, following GitLab's semantics.
+
+    - `true` with gates enables those actors; without gates, everyone.
+    - `false` with gates disables those actors; without, the flag is off entirely (Flipper's
+      boolean `false` clears every gate).
+    - a percentage replaces the percentage gate (one kind at a time) and, with gates, also
+      enables those actors; it lowers a flag that was on for everyone to that percentage.
+    """
+    actors = list(current.actors)
+    if req.value is True:
+        if req.gates:
+            return current.model_copy(update={"actors": _merge(actors, req.gates)})
+        return current.model_copy(update={"enabled": True})
+    if req.value is False:
+        if req.gates:
+            remaining = tuple(a for a in actors if a not in set(req.gates))
+            return current.model_copy(update={"actors": remaining})
+        return OFF
+    assert isinstance(req.value, Decimal)
+    return FlagState(
+        enabled=False,
+        percentage_of_actors=req.value if req.of == "actors" else None,
+        percentage_of_time=req.value if req.of == "time" else None,
+        actors=_merge(actors, req.gates),
+    )
+
+
+def _merge(actors: list[str], more: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(dict.fromkeys([*actors, *more])))

@@ -1,0 +1,73 @@
+"""What a transport hands the core (Invocation) and what the core hands back (Reply).
+
+Nothing in here knows about Slack: the shell, Slack and any future chat build the same
+Invocation and render the same Reply.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ReplyKind = Literal["result", "usage", "denied", "error", "not_found"]
+
+
+class Place(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str | None = None
+    is_dm: bool = False
+
+    def label(self) -> str:
+        if self.is_dm:
+            return "a direct message"
+        return f"#{self.name}" if self.name else self.id
+
+
+class Invocation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    transport: str = Field(description="shell, slack, ...")
+    user_id: str = Field(description="The chat's own id for the person")
+    user_name: str
+    user_email: str | None = None
+    place: Place
+    text: str
+    received_at: datetime
+
+
+class Announcement(BaseModel):
+    """A message the production channel must see, delivered through the outbox."""
+
+    model_config = ConfigDict(frozen=True)
+
+    channel_id: str
+    text: str
+    fields: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    request_id: str
+    ok: bool
+    kind: ReplyKind = "result"
+    text: str
+    denied_by: str | None = None
+    announcement: Announcement | None = None
+    blocks: list[dict[str, Any]] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "kind": self.kind,
+            "text": self.text,
+            "denied_by": self.denied_by,
+            "announcement": self.announcement.text if self.announcement else None,
+            "request_id": self.request_id,
+        }

@@ -1,0 +1,138 @@
+"""The outbox: outside calls that must not be lost are stored first, then delivered.
+
+A message is written in the same transaction as the change it reports, so either both exist
+or neither does. The worker delivers due messages with retries and backoff; the idempotency
+key travels with each delivery so a sink can drop a repeat after a crash mid-delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from marvin.clock import Clock
+from marvin.store.db import Store
+from marvin.store.tables import OutboxMessage
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF = timedelta(minutes=5)
+
+
+class DeliveryError(Exception):
+    """A delivery failed; `retry` says whether trying again can help."""
+
+    def __init__(self, message: str, *, retry: bool = True, after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry = retry
+        self.after = after
+
+
+class Sink(Protocol):
+    async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None: ...
+
+
+async def enqueue(
+    session: AsyncSession, *, kind: str, key: str, payload: dict[str, Any], now: datetime
+) -> None:
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(OutboxMessage)
+        .values(
+            kind=kind,
+            idempotency_key=key,
+            payload=payload,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=2 ** min(attempts, 10)), MAX_BACKOFF)
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: Store,
+        sinks: Mapping[str, Sink],
+        clock: Clock,
+        *,
+        batch: int = 20,
+        max_attempts: int = 50,
+    ) -> None:
+        self._store = store
+        self._sinks = sinks
+        self._clock = clock
+        self._batch = batch
+        self._max_attempts = max_attempts
+
+    async def deliver_due(self) -> int:
+        """Try every message that is due; returns how many were delivered."""
+        delivered = 0
+        async with self._store.transaction(write=True) as session:
+            rows = list(
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.status == "pending",
+                        OutboxMessage.kind.in_(list(self._sinks)),
+                        OutboxMessage.next_attempt_at <= self._clock.now(),
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(self._batch)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for row in rows:
+                delivered += await self._deliver_one(row)
+        return delivered
+
+    async def _deliver_one(self, row: OutboxMessage) -> int:
+        now = self._clock.now()
+        row.attempts += 1
+        try:
+            await self._sinks[row.kind].deliver(row.payload, row.idempotency_key)
+        except DeliveryError as exc:
+            row.last_error = str(exc)[:2000]
+            if not exc.retry or row.attempts >= self._max_attempts:
+                row.status = "failed"
+                log.error("outbox.failed", id=row.id, kind=row.kind, error=row.last_error)
+            else:
+                wait = timedelta(seconds=exc.after) if exc.after else backoff(row.attempts)
+                row.next_attempt_at = now + wait
+                log.warning("outbox.retry", id=row.id, kind=row.kind, error=row.last_error)
+            return 0
+        except Exception as exc:
+            # An unexpected failure is retried too: losing the message is the worse outcome.
+            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            row.next_attempt_at = now + backoff(row.attempts)
+            log.exception("outbox.error", id=row.id, kind=row.kind)
+            return 0
+        row.status = "delivered"
+        row.delivered_at = now
+        row.last_error = None
+        return 1
+
+    async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("outbox.worker_error")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass

@@ -1,0 +1,197 @@
+"""The command pipeline, top to bottom:
+
+    register the caller -> parse -> plan (under lock) -> policies in order -> apply
+    -> audit + announcement (same transaction) -> Reply
+
+Every invocation leaves an audit record, whatever its outcome. Nothing in here knows which
+chat the invocation came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from marvin import audit
+from marvin.accounts import ensure_account, load_caller
+from marvin.commands.base import Context, Done
+from marvin.grammar import Parsed, UsageError, parse
+from marvin.models import Announcement, Invocation, Reply
+from marvin.outbox import enqueue
+from marvin.policies import POLICIES, Decision, Policy, Request
+from marvin.store.tables import Account
+from marvin.wiring import Services
+
+log = structlog.get_logger(__name__)
+
+FAILED_CLOSED = "A safety check could not run, so I stopped here; nothing was changed."
+
+
+def announcement_kind(transport: str) -> str:
+    return f"announce:{transport}"
+
+
+class Pipeline:
+    def __init__(self, services: Services, policies: tuple[Policy, ...] = POLICIES) -> None:
+        self.services = services
+        self.policies = policies
+
+    async def handle(self, inv: Invocation) -> Reply:
+        with structlog.contextvars.bound_contextvars(request_id=inv.request_id):
+            try:
+                return await self._handle(inv)
+            except Exception:
+                log.exception("pipeline.failed", transport=inv.transport)
+                await self._audit_failure(inv)
+                return Reply(
+                    request_id=inv.request_id,
+                    ok=False,
+                    kind="error",
+                    text=(
+                        "Something went wrong on my side and nothing was changed. "
+                        f"Quote request id `{inv.request_id}` when you ask for help."
+                    ),
+                )
+
+    async def _handle(self, inv: Invocation) -> Reply:
+        services = self.services
+        now = services.clock.now()
+        welcome = await self._register(inv, now)
+        try:
+            parsed = parse(inv.text, services.registry, services.settings.limits.max_command_chars)
+        except UsageError as exc:
+            async with services.store.transaction(write=True) as session:
+                await audit.record(
+                    session, inv, outcome="usage_error", account_id=welcome[0], reason=exc.message
+                )
+            return self._reply(inv, welcome, ok=False, kind="usage", text=exc.text())
+        log.info("command.parsed", command=parsed.spec.name)
+        return await self._run(inv, parsed, welcome)
+
+    async def _register(self, inv: Invocation, now: Any) -> tuple[int, str | None]:
+        """The caller's account id, and a welcome text when this is their first contact."""
+        services = self.services
+        async with services.store.transaction(write=True) as session:
+            account, created = await ensure_account(session, inv, services.directory, now)
+            if not created:
+                return account.id, None
+            linked = account.directory_handle is not None
+            await audit.record(
+                session,
+                inv,
+                outcome="registered",
+                account_id=account.id,
+                details={"linked": linked, "gitlab_username": account.gitlab_username},
+            )
+        log.info("account.registered", account_id=account.id, linked=linked)
+        if linked:
+            return account.id, (
+                f"Welcome! I've created your Marvin account, linked to GitLab user "
+                f"{account.gitlab_username}."
+            )
+        return account.id, (
+            "Welcome! I've created your Marvin account, but I can't find you in the roles "
+            "registry, so you can read but not change anything yet."
+        )
+
+    async def _run(self, inv: Invocation, parsed: Parsed, welcome: tuple[int, str | None]) -> Reply:
+        services = self.services
+        spec, command = parsed.spec, parsed.command
+        # Every invocation writes its audit record, so take the write lock up front (SQLite
+        # cannot upgrade a read transaction safely under contention).
+        account_id = welcome[0]
+        async with services.store.transaction(write=True) as session:
+            account = await session.get(Account, account_id)
+            assert account is not None
+            now = services.clock.now()
+            caller = await load_caller(session, account, services.directory, now)
+            ctx = Context(
+                invocation=inv, caller=caller, session=session, services=services, now=now
+            )
+            plan = await spec.handler.plan(command, ctx)
+            request = Request(spec=spec, command=command, plan=plan, ctx=ctx)
+            notes: list[str] = []
+            for policy in self.policies:
+                decision = await self._decide(policy, request)
+                if not decision.allowed:
+                    # Whatever the plan touched (a new flag's ledger rows) goes; the record stays.
+                    await session.rollback()
+                    await audit.record(
+                        session,
+                        inv,
+                        outcome="denied",
+                        account_id=account_id,
+                        command=spec.name,
+                        policy=policy.name,
+                        reason=decision.reason,
+                    )
+                    log.info("command.denied", command=spec.name, policy=policy.name)
+                    return self._reply(
+                        inv,
+                        welcome,
+                        ok=False,
+                        kind="denied",
+                        text=decision.reason,
+                        denied_by=policy.name,
+                    )
+                if decision.note:
+                    notes.append(decision.note)
+            if isinstance(plan, Done):
+                await audit.record(
+                    session,
+                    inv,
+                    outcome="ok" if plan.ok else plan.kind,
+                    account_id=account_id,
+                    command=spec.name,
+                )
+                return self._reply(inv, welcome, ok=plan.ok, kind=plan.kind, text=plan.text)
+            outcome = await spec.handler.apply(plan, ctx)
+            announcement = None
+            if spec.production_change and outcome.announcement:
+                announcement = Announcement(
+                    channel_id=services.settings.production_channel.id,
+                    text=". ".join([outcome.announcement, *notes]) + ".",
+                    fields={**outcome.fields, "by": caller.handle, "request_id": inv.request_id},
+                    idempotency_key=f"announce:{inv.request_id}",
+                )
+                await enqueue(
+                    session,
+                    kind=announcement_kind(inv.transport),
+                    key=announcement.idempotency_key,
+                    payload=announcement.model_dump(mode="json"),
+                    now=now,
+                )
+            await audit.record(
+                session,
+                inv,
+                outcome="allowed",
+                account_id=account_id,
+                command=spec.name,
+                details={"change": plan.summary(), "notes": notes, **outcome.details},
+            )
+            log.info("command.applied", command=spec.name)
+            return self._reply(inv, welcome, ok=True, text=outcome.text, announcement=announcement)
+
+    async def _decide(self, policy: Policy, request: Request) -> Decision:
+        try:
+            return await policy.check(request)
+        except Exception:
+            # A check that cannot run must not let the change through (fail closed).
+            log.exception("policy.failed", policy=policy.name)
+            return Decision.deny(FAILED_CLOSED)
+
+    async def _audit_failure(self, inv: Invocation) -> None:
+        try:
+            async with self.services.store.transaction(write=True) as session:
+                await audit.record(session, inv, outcome="error")
+        except Exception:
+            log.exception("audit.failed")
+
+    @staticmethod
+    def _reply(
+        inv: Invocation, welcome: tuple[int, str | None], *, text: str, **fields: Any
+    ) -> Reply:
+        if welcome[1]:
+            text = f"{welcome[1]}\n\n{text}"
+        return Reply(request_id=inv.request_id, text=text, **fields)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from marvin.clock import as_utc
+from marvin.commands.plans import FlagPlan
+from marvin.flags import fmt_percent
+from marvin.policies.base import Decision, Request
+
+
+def _hours(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.1f}h"
+
+
+class CeilingPolicy:
+    """New flags expose at most 1% of traffic until they have soaked, or a deviation is approved."""
+
+    name = "ceiling"
+
+    async def check(self, req: Request) -> Decision:
+        plan = req.plan
+        if not isinstance(plan, FlagPlan) or plan.action != "set":
+            return Decision.allow()
+        settings = req.ctx.services.settings.flags
+        if plan.of_time and not settings.allow_random:
+            return Decision.deny(
+                "A percentage of time (`--random`) flips the feature within a single request "
+                "and is turned off here. Use `--actors`."
+            )
+        if plan.env.value not in settings.ceiling_environments:
+            return Decision.allow()
+        ceiling = Decimal(str(settings.ceiling_percent))
+        after = plan.exposure_after
+        if after <= plan.exposure_before or after <= ceiling:
+            return Decision.allow()
+        soak = timedelta(hours=settings.soak_hours)
+        exposed = req.ctx.now - as_utc(plan.exposed_since) if plan.exposed_since else timedelta(0)
+        if plan.exposed_since is not None and plan.exposure_before > 0 and exposed >= soak:
+            return Decision.allow()
+        if plan.issue_ref:
+            return await self._deviation(req, plan, settings.approval_labels)
+        soaked = (
+            f"it has been exposed for {_hours(exposed)} of the {_hours(soak)} soak time"
+            if plan.exposed_since
+            else "it isn't exposed to any share of traffic yet"
+        )
+        return Decision.deny(
+            f"{fmt_percent(after)} is above the {fmt_percent(ceiling)} ceiling for `{plan.flag}` "
+            f"in {plan.env.value}: {soaked}. Go to {fmt_percent(ceiling)} first, or link an "
+            f"approved deviation issue with `--issue <ref>` (label "
+            f"`{settings.approval_labels[0]}`)."
+        )
+
+    async def _deviation(self, req: Request, plan: FlagPlan, labels: list[str]) -> Decision:
+        assert plan.issue_ref is not None
+        tracker = req.ctx.services.issues
+        try:
+            issue = await tracker.get(req.ctx.session, plan.issue_ref)
+        except ValueError as exc:
+            return Decision.deny(str(exc))
+        if issue is None:
+            return Decision.deny(f"I can't find issue {plan.issue_ref} in the tracker.")
+        if not issue.is_open:
+            return Decision.deny(f"Issue {issue.ref} is closed; a deviation needs an open issue.")
+        if not set(labels) & set(issue.labels):
+            return Decision.deny(
+                f"Issue {issue.ref} isn't approved: it needs the label `{labels[0]}`."
+            )
+        return Decision.allow(note=f"Above the ceiling by approved deviation {issue.ref}")

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from marvin.policies.base import Decision, Request
+
+
+class ChannelPolicy:
+    """Production changes happen in the production channel, in front of everyone."""
+
+    name = "channel"
+
+    async def check(self, req: Request) -> Decision:
+        if not req.spec.production_change:
+            return Decision.allow()
+        channel = req.ctx.services.settings.production_channel
+        place = req.ctx.invocation.place
+        # By id, not name: a channel can be renamed, or another one given the same name.
+        if not place.is_dm and place.id == channel.id:
+            return Decision.allow()
+        return Decision.deny(
+            f"`{req.spec.name}` changes production, so it runs only in #{channel.name}, "
+            f"where everyone can see it. You're in {place.label()}."
+        )

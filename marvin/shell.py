@@ -1,0 +1,136 @@
+"""The local shell: the same pipeline Slack runs, in a terminal or fed from stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from marvin.models import Invocation, Place, Reply
+from marvin.outbox import OutboxWorker
+from marvin.pipeline import Pipeline, announcement_kind
+from marvin.wiring import Services
+
+PROMPT = "marvin> "
+HISTORY = Path(os.environ.get("MARVIN_HISTORY", Path.home() / ".marvin_history"))
+
+
+class TerminalChannel:
+    """The shell's production channel is the terminal, which printed the announcement with
+    the reply; delivering it is acknowledging that it was shown."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
+        self.shown.append(idempotency_key)
+
+
+class Shell:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        user: str,
+        channel: str | None = None,
+        dm: bool = False,
+        as_json: bool = False,
+        out: TextIO | None = None,
+    ) -> None:
+        self.services = services
+        self.pipeline = Pipeline(services)
+        self.user = user
+        self.as_json = as_json
+        self.out = out or sys.stdout
+        production = services.settings.production_channel
+        name = (channel or production.name).lstrip("#")
+        if dm:
+            self.place = Place(id=f"D-{user}", is_dm=True)
+        elif name == production.name:
+            self.place = Place(id=production.id, name=name)
+        else:
+            self.place = Place(id=f"shell-{name}", name=name)
+        self.outbox = OutboxWorker(
+            services.store, {announcement_kind("shell"): TerminalChannel()}, services.clock
+        )
+
+    def invocation(self, text: str) -> Invocation:
+        domain = self.services.settings.shell.email_domain
+        return Invocation(
+            request_id=uuid.uuid4().hex[:16],
+            transport="shell",
+            user_id=self.user,
+            user_name=self.user,
+            user_email=f"{self.user}@{domain}",
+            place=self.place,
+            text=text,
+            received_at=self.services.clock.now(),
+        )
+
+    async def run_line(self, text: str) -> Reply:
+        reply = await self.pipeline.handle(self.invocation(text))
+        self.render(reply)
+        await self.outbox.deliver_due()
+        return reply
+
+    def render(self, reply: Reply) -> None:
+        if self.as_json:
+            self.out.write(json.dumps(reply.as_json(), ensure_ascii=False) + "\n")
+        else:
+            marker = "" if reply.ok else "✋ " if reply.kind == "denied" else "⚠ "
+            self.out.write(f"{marker}{reply.text}\n")
+            if reply.announcement:
+                self.out.write(
+                    f"📣 #{self.services.settings.production_channel.name}: "
+                    f"{reply.announcement.text}\n"
+                )
+        self.out.flush()
+
+    async def run_stream(self, stream: TextIO) -> int:
+        """One command per line; blank lines and `#` comments are skipped."""
+        while True:
+            line = await asyncio.to_thread(stream.readline)
+            if not line:
+                return 0
+            text = line.strip()
+            if text and not text.startswith("#"):
+                await self.run_line(text)
+
+    async def run_interactive(self) -> int:
+        try:
+            import readline
+
+            readline.read_history_file(HISTORY)
+        except ImportError:
+            readline = None  # type: ignore[assignment]
+        except OSError:
+            pass  # no history yet
+        where = self.place.label()
+        self.out.write(
+            f"Marvin shell as @{self.user} in {where}. `help` lists commands; Ctrl-D quits.\n"
+        )
+        try:
+            while True:
+                try:
+                    text = await asyncio.to_thread(input, PROMPT)
+                except EOFError:
+                    self.out.write("\n")
+                    return 0
+                text = text.strip()
+                if text in ("exit", "quit"):
+                    return 0
+                if text:
+                    await self.run_line(text)
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            if readline is not None:
+                try:
+                    readline.write_history_file(HISTORY)
+                except OSError:
+                    pass

@@ -1,0 +1,102 @@
+"""Engine, transactions and row locks.
+
+A flag change and the policy checks that decide it run in one transaction that holds the
+flag's rows: `SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite (which takes
+the database's write lock up front, so two raises cannot both read the old state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from marvin.flags import Environment
+from marvin.store.tables import FlagLedger
+
+_WRITE_OPTION = "marvin_write"
+
+
+def _sqlite_hooks(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves; pysqlite's implicit transactions cannot be IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Store:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 5) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        if not self.is_sqlite:
+            options["pool_size"] = pool_size
+        self.engine = create_async_engine(url, **options)
+        if self.is_sqlite:
+            _sqlite_hooks(self.engine)
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed when the block ends, rolled back if it raises."""
+        async with self.engine.connect() as conn:
+            if write:
+                await conn.execution_options(**{_WRITE_OPTION: True})
+            session = AsyncSession(bind=conn, expire_on_commit=False)
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+            finally:
+                await session.close()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def lock_flag(session: AsyncSession, name: str) -> dict[Environment, FlagLedger]:
+    """Hold the flag's ledger rows (both environments) until the transaction ends.
+
+    The rows are created first if missing, so a brand-new flag is locked as firmly as an old
+    one; a rolled-back change takes its new rows with it. Environments are locked in one
+    fixed order so two changes never deadlock.
+    """
+    dialect = session.get_bind().dialect.name
+    rows = [{"name": name, "environment": env.value} for env in Environment]
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await session.execute(insert(FlagLedger).values(rows).on_conflict_do_nothing())
+    result = await session.scalars(
+        select(FlagLedger)
+        .where(FlagLedger.name == name)
+        .order_by(FlagLedger.environment)
+        .with_for_update()
+    )
+    return {Environment(row.environment): row for row in result}

@@ -1,0 +1,41 @@
+"""Build the bot's services from config: the one place adapters are chosen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marvin.adapters.directory import Directory, FileDirectory
+from marvin.adapters.flags import FlagBackend, LocalFlagBackend
+from marvin.adapters.issues import IssueTracker, LocalIssueTracker
+from marvin.adapters.oncall import FileRotation, Oncall
+from marvin.clock import Clock, SystemClock
+from marvin.commands import build_registry
+from marvin.commands.spec import Registry
+from marvin.config import Settings
+from marvin.store.db import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    clock: Clock
+    store: Store
+    registry: Registry
+    flags: FlagBackend
+    issues: IssueTracker
+    directory: Directory
+    oncall: Oncall
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    db = settings.database
+    return Services(
+        settings=settings,
+        clock=clock or SystemClock(),
+        store=Store(db.url, echo=db.echo, pool_size=db.pool_size),
+        registry=build_registry(),
+        flags=LocalFlagBackend(),
+        issues=LocalIssueTracker(),
+        directory=FileDirectory(settings.directory),
+        oncall=FileRotation(settings.oncall),
+    )
