@@ -12,15 +12,17 @@ class ConsistencyPolicy:
 
     async def check(self, req: Request) -> Decision:
         plan = req.plan
-        if not isinstance(plan, FlagPlan) or plan.lowers():
+        if not isinstance(plan, FlagPlan):
             return Decision.allow()
         other_on = plan.other is not None and plan.other.is_on()
-        if plan.env is Environment.production and not other_on:
+        # Raising production needs staging on; lowering production is always fine.
+        if plan.env is Environment.production and not plan.lowers() and not other_on:
             return Decision.deny(
                 f"`{plan.flag}` is off in staging. Turn it on there first "
                 f"(`feature set {plan.flag} ... --staging`): production must not run a "
                 "feature staging hasn't."
             )
+        # Turning staging off (a lowering) is exactly what must wait for production.
         after_on = plan.after is not None and plan.after.is_on()
         if plan.env is Environment.staging and not after_on and other_on:
             return Decision.deny(

@@ -1,0 +1,114 @@
+"""A test bot that reads like a conversation: `await bot.say("bob", "feature get x")`.
+
+It drives the real pipeline on a real, migrated database (SQLite or PostgreSQL) with a clock
+the test controls.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from sqlalchemy import select
+
+from marvin.clock import FrozenClock
+from marvin.config import Settings, _load_directory_file
+from marvin.models import Invocation, Place, Reply
+from marvin.pipeline import Pipeline
+from marvin.store.tables import Base, Incident, LocalIssue
+from marvin.wiring import Services, build_services
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "config.example.yaml"
+START = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+T = TypeVar("T", bound=Base)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def example_data() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    _load_directory_file(data, EXAMPLE.parent)
+    return data
+
+
+def make_settings(url: str, **sections: Any) -> Settings:
+    data = _merge(example_data(), {"database": {"url": url}, **sections})
+    return Settings(**data)
+
+
+class Bot:
+    def __init__(self, services: Services, clock: FrozenClock) -> None:
+        self.services = services
+        self.clock = clock
+        self.pipeline = Pipeline(services)
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    def invocation(
+        self, who: str, text: str, *, channel: str | None = None, dm: bool = False
+    ) -> Invocation:
+        production = self.settings.production_channel
+        if dm:
+            place = Place(id=f"D-{who}", is_dm=True)
+        elif channel is None or channel == production.name:
+            place = Place(id=production.id, name=production.name)
+        else:
+            place = Place(id=f"C-{channel}", name=channel)
+        return Invocation(
+            request_id=uuid.uuid4().hex[:16],
+            transport="test",
+            user_id=f"U-{who}",
+            user_name=who,
+            user_email=f"{who}@example.com",
+            place=place,
+            text=text,
+            received_at=self.clock.now(),
+        )
+
+    async def say(
+        self, who: str, text: str, *, channel: str | None = None, dm: bool = False
+    ) -> Reply:
+        return await self.pipeline.handle(self.invocation(who, text, channel=channel, dm=dm))
+
+    async def rows(self, model: type[T], *where: Any) -> list[T]:
+        async with self.services.store.transaction() as session:
+            return list(await session.scalars(select(model).where(*where)))
+
+    async def add_issue(self, title: str, labels: list[str], state: str = "opened") -> str:
+        async with self.services.store.transaction(write=True) as session:
+            issue = LocalIssue(
+                title=title, labels=labels, state=state, description="",
+                created_at=self.clock.now(), updated_at=self.clock.now(),
+            )
+            session.add(issue)
+            await session.flush()
+            return f"#{issue.id}"
+
+    async def open_incident(self, severity: int, title: str = "Database is on fire") -> int:
+        async with self.services.store.transaction(write=True) as session:
+            incident = Incident(title=title, severity=severity, state="open",
+                                created_at=self.clock.now())
+            session.add(incident)
+            await session.flush()
+            return incident.id
+
+
+def make_bot(url: str, **sections: Any) -> Bot:
+    clock = FrozenClock(START)
+    services = build_services(make_settings(url, **sections), clock=clock)
+    return Bot(services, clock)
