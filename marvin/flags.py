@@ -17,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 HUNDRED = Decimal(100)
 ZERO = Decimal(0)
-# Digits, at most one point, at most 4 decimals, an optional %: "1000", "1e2", "NaN", "-1",
-# "0x10" and "½" all fail here rather than being half-understood.
-_PERCENT = re.compile(r"^(?P<int>\d{1,3})(?:\.(?P<frac>\d{1,4}))?%?$")
-_USERNAME = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
-_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
-_FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# ASCII digits, at most one point, at most 4 decimals, an optional %: "1e2", "NaN", "-1",
+# "0x10", "½" and a fullwidth 5 all fail here rather than being half-understood.
+# `[0-9]`, not `\d`, which takes any Unicode digit (and Decimal reads those as numbers);
+# `\Z`, not `$`, which also matches before a trailing newline.
+_PERCENT = re.compile(r"^(?P<int>[0-9]{1,9})(?:\.(?P<frac>[0-9]{1,4}))?%?\Z")
+_USERNAME = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}\Z")
+_PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\Z")
+_FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 
 GateKind = Literal["user", "project", "group"]
 
@@ -60,7 +62,10 @@ def parse_percentage(raw: str) -> Decimal:
         raise ValueError(f"{raw!r} is not a percentage") from exc
     if value > HUNDRED:
         raise ValueError(f"{raw!r} is over 100%")
-    return value.normalize() if value != ZERO else ZERO
+    # normalize() alone writes 100 as 1E+2, which str() and JSON would then carry along.
+    if value == value.to_integral_value():
+        return value.quantize(Decimal(1))
+    return value.normalize()
 
 
 def parse_value(raw: str) -> bool | Decimal:

@@ -10,16 +10,22 @@ import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from marvin.commands.spec import CommandModel, CommandSpec, Registry
+if TYPE_CHECKING:
+    # Only for annotations: importing `marvin.commands` at runtime here would be circular
+    # (`marvin.commands.feature` imports `mention_id` from this module), so importing
+    # `marvin.grammar` first would fail.
+    from marvin.commands.spec import CommandModel, CommandSpec, Registry
 
 # Slack and phones turn straight quotes into curly ones; people mean the same thing.
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "„": "“"}
 _CLOSERS = {'"': {'"', "”"}, "'": {"'", "’"}, "“": {"”", '"'}, "‘": {"’", "'"}, "„": {"“", '"'}}
-_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|([^>]*))?>$")
-_WORD = re.compile(r"^[a-z][a-z0-9_-]*$")
+# \Z, not $: `$` also matches before a trailing newline.
+_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|([^>]*))?>\Z")
+_WORD = re.compile(r"^[a-z][a-z0-9_-]*\Z")
 
 
 class UsageError(Exception):

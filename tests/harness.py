@@ -92,8 +92,12 @@ class Bot:
     async def add_issue(self, title: str, labels: list[str], state: str = "opened") -> str:
         async with self.services.store.transaction(write=True) as session:
             issue = LocalIssue(
-                title=title, labels=labels, state=state, description="",
-                created_at=self.clock.now(), updated_at=self.clock.now(),
+                title=title,
+                labels=labels,
+                state=state,
+                description="",
+                created_at=self.clock.now(),
+                updated_at=self.clock.now(),
             )
             session.add(issue)
             await session.flush()
@@ -101,8 +105,9 @@ class Bot:
 
     async def open_incident(self, severity: int, title: str = "Database is on fire") -> int:
         async with self.services.store.transaction(write=True) as session:
-            incident = Incident(title=title, severity=severity, state="open",
-                                created_at=self.clock.now())
+            incident = Incident(
+                title=title, severity=severity, state="open", created_at=self.clock.now()
+            )
             session.add(incident)
             await session.flush()
             return incident.id

@@ -37,8 +37,9 @@ async def test_a_flag_goes_staging_then_one_percent_then_soaks_then_up(any_bot: 
     assert by_env["staging"].enabled is True
     changes = sorted(await bot.rows(FlagChange, FlagChange.name == "new_nav"), key=lambda c: c.id)
     assert [c.exposure_after for c in changes] == [Decimal(100), Decimal(1), Decimal(50)]
-    ledger = await bot.rows(FlagLedger, FlagLedger.name == "new_nav",
-                            FlagLedger.environment == "production")
+    ledger = await bot.rows(
+        FlagLedger, FlagLedger.name == "new_nav", FlagLedger.environment == "production"
+    )
     assert ledger[0].exposed_since is not None
     watches = await bot.rows(Watch)
     assert len(watches) == 3

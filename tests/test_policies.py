@@ -30,6 +30,7 @@ async def at_one_percent(bot: Bot, flag: str = "new_nav") -> None:
 
 # --- channel -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("where", "label"), [({"channel": "random"}, "#random"), ({"dm": True}, "a direct message")]
 )
@@ -57,6 +58,7 @@ async def test_channel_is_matched_by_id_not_by_name(bot: Bot) -> None:
 
 
 # --- registration --------------------------------------------------------------------------
+
 
 async def test_first_message_creates_an_account_linked_by_email(bot: Bot) -> None:
     reply = await bot.say("bob", "whoami", dm=True)
@@ -92,6 +94,7 @@ async def test_a_blocked_account_is_refused_even_reads(bot: Bot) -> None:
 
 # --- roles ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("who", "text", "needle"),
     [
@@ -101,8 +104,11 @@ async def test_a_blocked_account_is_refused_even_reads(bot: Bot) -> None:
         ("bob", "feature delete new_nav --staging", "production engineers"),
         ("dave", "feature delete new_nav --staging", "production engineers"),
         ("erin", "feature delete new_nav --staging", "production engineers"),
-        ("bob", 'feature set new_nav true --staging --ignore-production-check "hotfix"',
-         "--ignore-production-check"),
+        (
+            "bob",
+            'feature set new_nav true --staging --ignore-production-check "hotfix"',
+            "--ignore-production-check",
+        ),
     ],
 )
 async def test_roles_refuse(bot: Bot, who: str, text: str, needle: str) -> None:
@@ -129,13 +135,13 @@ async def test_a_grant_in_the_database_counts(bot: Bot) -> None:
 
     await bot.say("carol", "whoami")
     async with bot.services.store.transaction(write=True) as session:
-        session.add(Grant(account_id=1, name="feature_flags", created_at=START,
-                          issue_ref="#7"))
+        session.add(Grant(account_id=1, name="feature_flags", created_at=START, issue_ref="#7"))
     reply = await bot.say("carol", "feature set new_nav true --staging")
     assert reply.ok, reply.text
 
 
 # --- change lock ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("severity", [1, 2])
 async def test_a_serious_incident_locks_raising(bot: Bot, severity: int) -> None:
@@ -174,10 +180,18 @@ async def test_a_production_engineer_overrides_and_it_is_announced_and_audited(b
 
 
 async def test_a_freeze_window_locks_its_environments(bot_factory: BotFactory) -> None:
-    bot = bot_factory(change_lock={"freezes": [{
-        "name": "Year end", "starts_at": START - timedelta(hours=1),
-        "ends_at": START + timedelta(days=2), "environments": ["production"],
-    }]})
+    bot = bot_factory(
+        change_lock={
+            "freezes": [
+                {
+                    "name": "Year end",
+                    "starts_at": START - timedelta(hours=1),
+                    "ends_at": START + timedelta(days=2),
+                    "environments": ["production"],
+                }
+            ]
+        }
+    )
     await staged(bot)  # staging is not frozen
     reply = await bot.say("bob", "feature set new_nav 1 --actors")
     assert reply.denied_by == "change_lock" and "Year end" in reply.text
@@ -186,6 +200,7 @@ async def test_a_freeze_window_locks_its_environments(bot_factory: BotFactory) -
 
 
 # --- consistency ---------------------------------------------------------------------------
+
 
 async def test_production_cannot_run_ahead_of_staging(bot: Bot) -> None:
     reply = await bot.say("bob", "feature set new_nav 1 --actors")
@@ -202,10 +217,19 @@ async def test_staging_cannot_be_turned_off_under_production(bot: Bot) -> None:
 
 # --- ceiling -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("value", "allowed"),
-    [("1", True), ("0.5", True), ("1%", True), ("0.9999", True),
-     ("1.0001", False), ("2", False), ("100", False), ("true", False)],
+    [
+        ("1", True),
+        ("0.5", True),
+        ("1%", True),
+        ("0.9999", True),
+        ("1.0001", False),
+        ("2", False),
+        ("100", False),
+        ("true", False),
+    ],
 )
 async def test_the_ceiling_for_a_new_flag(bot: Bot, value: str, allowed: bool) -> None:
     await staged(bot)
@@ -291,6 +315,7 @@ async def test_random_when_configured(bot_factory: BotFactory) -> None:
 
 # --- availability --------------------------------------------------------------------------
 
+
 async def test_someone_away_cannot_change_flags(bot: Bot) -> None:
     assert (await bot.say("bob", "status away dentist", dm=True)).ok
     reply = await bot.say("bob", "feature set new_nav true --staging")
@@ -306,8 +331,7 @@ async def test_nobody_on_call_refuses_changes(bot_factory: BotFactory) -> None:
 
 
 async def test_nobody_on_call_can_be_allowed_by_config(bot_factory: BotFactory) -> None:
-    bot = bot_factory(oncall={"rotation": {"people": []}},
-                      availability={"require_oncall": False})
+    bot = bot_factory(oncall={"rotation": {"people": []}}, availability={"require_oncall": False})
     reply = await bot.say("bob", "feature set new_nav true --staging")
     assert reply.ok and reply.announcement
     assert "No production engineer is on call" in reply.announcement.text
@@ -320,11 +344,18 @@ async def test_an_on_call_engineer_marked_away_counts_as_nobody(bot: Bot) -> Non
 
 
 async def test_the_rotation_and_overrides_name_who_is_on_call(bot_factory: BotFactory) -> None:
-    bot = bot_factory(oncall={
-        "rotation": {"starts_at": START, "shift_hours": 24, "people": ["alice", "dave"]},
-        "overrides": [{"handle": "erin", "starts_at": START + timedelta(days=2),
-                       "ends_at": START + timedelta(days=3)}],
-    })
+    bot = bot_factory(
+        oncall={
+            "rotation": {"starts_at": START, "shift_hours": 24, "people": ["alice", "dave"]},
+            "overrides": [
+                {
+                    "handle": "erin",
+                    "starts_at": START + timedelta(days=2),
+                    "ends_at": START + timedelta(days=3),
+                }
+            ],
+        }
+    )
     names = []
     for _ in range(3):
         reply = await bot.say("alice", "feature set f true --staging")
@@ -342,6 +373,7 @@ async def test_going_away_reminds_you_of_what_you_watch(bot: Bot) -> None:
 
 
 # --- the pipeline around the policies ------------------------------------------------------
+
 
 async def test_asking_for_the_state_a_flag_has_is_already_so(bot: Bot) -> None:
     await at_one_percent(bot)
