@@ -41,6 +41,8 @@ class UsageError(Exception):
 @dataclass(frozen=True)
 class Token:
     text: str
+    # The word began with a quote: a literal, never a command name or an option. A quote
+    # after `--opt=` only groups the value; the token is still that option.
     quoted: bool = False
 
 
@@ -90,8 +92,8 @@ def tokenize(text: str, max_chars: int = 4000) -> list[Token]:
                     raise UsageError(
                         f"Unbalanced quote {ch} at character {i + 1}: close it or leave it out."
                     )
+                quoted = quoted or not buf
                 buf.extend(text[i + 1 : j])
-                quoted = True
                 i = j + 1
                 continue
             buf.append(ch)
@@ -106,9 +108,9 @@ def mention_id(value: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _suggest(word: str, choices: list[str]) -> str:
+def _suggest(word: str, choices: list[str], prefix: str = "") -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" Did you mean `{close[0]}`?" if close else ""
+    return f" Did you mean `{prefix}{close[0]}`?" if close else ""
 
 
 def _pick_spec(words: list[Token], registry: Registry) -> tuple[CommandSpec, list[Token]]:
@@ -157,7 +159,7 @@ def _bind(spec: CommandSpec, rest: list[Token]) -> dict[str, object]:
             known = [o.name for o in spec.opts]
             shown = name if len(name) <= 40 else name[:40] + "…"
             raise UsageError(
-                f"`{spec.name}` has no option `--{shown}`.{_suggest(name.lower(), known)}",
+                f"`{spec.name}` has no option `--{shown}`.{_suggest(name.lower(), known, '--')}",
                 spec.help_text(),
             )
         if opt.field in values:

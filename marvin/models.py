@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ReplyKind = Literal["result", "usage", "denied", "error", "not_found"]
+ReplyKind = Literal["result", "usage", "denied", "error", "not_found", "confirm"]
 
 
 class Place(BaseModel):
@@ -38,6 +38,8 @@ class Invocation(BaseModel):
     place: Place
     text: str
     received_at: datetime
+    # Set only when the person confirmed a change Marvin asked them to confirm.
+    confirmed: bool = False
 
 
 class Announcement(BaseModel):
@@ -51,6 +53,16 @@ class Announcement(BaseModel):
     idempotency_key: str
 
 
+class ConfirmRequest(BaseModel):
+    """Marvin asks the caller to confirm; any transport renders it (button, typed command)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: str
+    prompt: str
+    expires_at: datetime
+
+
 class Reply(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -60,7 +72,7 @@ class Reply(BaseModel):
     text: str
     denied_by: str | None = None
     announcement: Announcement | None = None
-    blocks: list[dict[str, Any]] | None = None
+    confirm: ConfirmRequest | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -69,5 +81,6 @@ class Reply(BaseModel):
             "text": self.text,
             "denied_by": self.denied_by,
             "announcement": self.announcement.text if self.announcement else None,
+            "confirm": self.confirm.token if self.confirm else None,
             "request_id": self.request_id,
         }

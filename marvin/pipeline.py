@@ -9,23 +9,26 @@ chat the invocation came from.
 
 from __future__ import annotations
 
+import secrets
+from datetime import timedelta
 from typing import Any
 
 import structlog
 
 from marvin import audit
 from marvin.accounts import ensure_account, load_caller
-from marvin.commands.base import Context, Done
+from marvin.commands.base import Change, Context, Done, Rerun
 from marvin.grammar import Parsed, UsageError, parse
-from marvin.models import Announcement, Invocation, Reply
+from marvin.models import Announcement, ConfirmRequest, Invocation, Reply
 from marvin.outbox import enqueue
 from marvin.policies import POLICIES, Decision, Policy, Request
-from marvin.store.tables import Account
+from marvin.store.tables import Account, Confirmation
 from marvin.wiring import Services
 
 log = structlog.get_logger(__name__)
 
 FAILED_CLOSED = "A safety check could not run, so I stopped here; nothing was changed."
+CONFIRM_WITHIN = timedelta(minutes=5)
 
 
 def announcement_kind(transport: str) -> str:
@@ -67,7 +70,14 @@ class Pipeline:
                 )
             return self._reply(inv, welcome, ok=False, kind="usage", text=exc.text())
         log.info("command.parsed", command=parsed.spec.name)
-        return await self._run(inv, parsed, welcome)
+        reply, rerun = await self._run(inv, parsed, welcome)
+        if rerun is None:
+            return reply
+        # Confirmed: the original command runs again, through every policy, as it stands now.
+        confirmed = inv.model_copy(
+            update={"text": rerun.text, "place": rerun.place, "confirmed": True}
+        )
+        return await self._handle(confirmed)
 
     async def _register(self, inv: Invocation, now: Any) -> tuple[int, str | None]:
         """The caller's account id, and a welcome text when this is their first contact."""
@@ -95,7 +105,9 @@ class Pipeline:
             "registry, so you can read but not change anything yet."
         )
 
-    async def _run(self, inv: Invocation, parsed: Parsed, welcome: tuple[int, str | None]) -> Reply:
+    async def _run(
+        self, inv: Invocation, parsed: Parsed, welcome: tuple[int, str | None]
+    ) -> tuple[Reply, Rerun | None]:
         services = self.services
         spec, command = parsed.spec, parsed.command
         # Every invocation writes its audit record, so take the write lock up front (SQLite
@@ -134,7 +146,7 @@ class Pipeline:
                         kind="denied",
                         text=decision.reason,
                         denied_by=policy.name,
-                    )
+                    ), None
                 if decision.note:
                     notes.append(decision.note)
             if isinstance(plan, Done):
@@ -145,7 +157,11 @@ class Pipeline:
                     account_id=account_id,
                     command=spec.name,
                 )
-                return self._reply(inv, welcome, ok=plan.ok, kind=plan.kind, text=plan.text)
+                reply = self._reply(inv, welcome, ok=plan.ok, kind=plan.kind, text=plan.text)
+                return reply, None
+            reason = plan.confirmation_reason()
+            if reason and not inv.confirmed:
+                return await self._ask_confirmation(ctx, spec.name, plan, reason), None
             outcome = await spec.handler.apply(plan, ctx)
             announcement = None
             if spec.production_change and outcome.announcement:
@@ -171,7 +187,46 @@ class Pipeline:
                 details={"change": plan.summary(), "notes": notes, **outcome.details},
             )
             log.info("command.applied", command=spec.name)
-            return self._reply(inv, welcome, ok=True, text=outcome.text, announcement=announcement)
+            reply = self._reply(inv, welcome, ok=True, text=outcome.text, announcement=announcement)
+            return reply, plan if isinstance(plan, Rerun) else None
+
+    async def _ask_confirmation(
+        self, ctx: Context, command: str, plan: Change, reason: str
+    ) -> Reply:
+        inv = ctx.invocation
+        account_id = ctx.caller.account.id
+        # Nothing the plan prepared is kept; only the request to confirm is.
+        await ctx.session.rollback()
+        token = secrets.token_hex(8)
+        expires = ctx.now + CONFIRM_WITHIN
+        ctx.session.add(
+            Confirmation(
+                token=token,
+                account_id=account_id,
+                transport=inv.transport,
+                chat_user_id=inv.user_id,
+                place=inv.place.model_dump(mode="json"),
+                text=inv.text,
+                request_id=inv.request_id,
+                created_at=ctx.now,
+                expires_at=expires,
+            )
+        )
+        await audit.record(
+            ctx.session,
+            inv,
+            outcome="confirm_requested",
+            account_id=account_id,
+            command=command,
+            details={"change": plan.summary(), "token": token},
+        )
+        return Reply(
+            request_id=inv.request_id,
+            ok=True,
+            kind="confirm",
+            text=f"Please confirm: {reason}.",
+            confirm=ConfirmRequest(token=token, prompt=f"{reason}?", expires_at=expires),
+        )
 
     async def _decide(self, policy: Policy, request: Request) -> Decision:
         try:

@@ -84,6 +84,10 @@ class Shell:
         else:
             marker = "" if reply.ok else "✋ " if reply.kind == "denied" else "⚠ "
             self.out.write(f"{marker}{reply.text}\n")
+            if reply.confirm:
+                self.out.write(
+                    f"Type `confirm {reply.confirm.token}` within 5 minutes to go ahead.\n"
+                )
             if reply.announcement:
                 self.out.write(
                     f"📣 #{self.services.settings.production_channel.name}: "

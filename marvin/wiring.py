@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from marvin.adapters.directory import Directory, FileDirectory
 from marvin.adapters.flags import FlagBackend, LocalFlagBackend
 from marvin.adapters.issues import IssueTracker, LocalIssueTracker
 from marvin.adapters.oncall import FileRotation, Oncall
+from marvin.adapters.presence import Presence
 from marvin.clock import Clock, SystemClock
 from marvin.commands import build_registry
 from marvin.commands.spec import Registry
@@ -25,9 +27,16 @@ class Services:
     issues: IssueTracker
     directory: Directory
     oncall: Oncall
+    # Per transport: what each chat says about whether someone is away.
+    presence: Mapping[str, Presence] = field(default_factory=dict)
 
 
-def build_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    presence: Mapping[str, Presence] | None = None,
+) -> Services:
     db = settings.database
     return Services(
         settings=settings,
@@ -38,4 +47,5 @@ def build_services(settings: Settings, *, clock: Clock | None = None) -> Service
         issues=LocalIssueTracker(),
         directory=FileDirectory(settings.directory),
         oncall=FileRotation(settings.oncall),
+        presence=dict(presence or {}),
     )

@@ -24,6 +24,8 @@ TABLES = {
     "incidents",
     "local_issues",
     "outbox",
+    "confirmations",
+    "inbound_events",
 }
 
 

@@ -120,6 +120,8 @@ async def test_roles_refuse(bot: Bot, who: str, text: str, needle: str) -> None:
 async def test_a_production_engineer_can_delete(bot: Bot) -> None:
     await staged(bot)
     reply = await bot.say("alice", "feature delete new_nav --staging")
+    assert reply.kind == "confirm" and reply.confirm is not None
+    reply = await bot.say("alice", f"confirm {reply.confirm.token}")
     assert reply.ok, reply.text
     assert reply.announcement and "deleted `new_nav` in staging" in reply.announcement.text
     assert await bot.rows(LocalFlag) == []
@@ -212,7 +214,7 @@ async def test_staging_cannot_be_turned_off_under_production(bot: Bot) -> None:
     reply = await bot.say("bob", "feature set new_nav false --staging")
     assert reply.denied_by == "consistency" and "on in production" in reply.text
     reply = await bot.say("alice", "feature delete new_nav --staging")
-    assert reply.denied_by == "consistency"
+    assert reply.denied_by == "consistency"  # refused before it is even offered to confirm
 
 
 # --- ceiling -------------------------------------------------------------------------------
@@ -275,6 +277,8 @@ async def test_an_approved_deviation_issue_lifts_the_ceiling(bot: Bot) -> None:
     await staged(bot)
     ref = await bot.add_issue("Roll new_nav out fast", ["deviation::approved"])
     reply = await bot.say("bob", f"feature set new_nav 50 --actors --issue {ref}")
+    assert reply.kind == "confirm" and reply.confirm is not None
+    reply = await bot.say("bob", f"confirm {reply.confirm.token}")
     assert reply.ok, reply.text
     assert reply.announcement and f"approved deviation {ref}" in reply.announcement.text
 

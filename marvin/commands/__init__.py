@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marvin.commands import account, feature, help
+from marvin.commands import account, confirm, feature, help
 from marvin.commands.spec import Registry
 
 
@@ -11,5 +11,6 @@ def build_registry() -> Registry:
     registry.add("feature flags per environment", feature.SPECS)
     registry.add("who you are to Marvin", account.SPECS[:1])
     registry.add("whether you're around to watch your changes", account.SPECS[1:])
+    registry.add("go ahead with a change Marvin asked you to confirm", confirm.SPECS)
     registry.add("this help", help.SPECS)
     return registry

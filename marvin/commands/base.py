@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin.models import Invocation, ReplyKind
+from marvin.models import Invocation, Place, ReplyKind
 
 if TYPE_CHECKING:
     from marvin.accounts import Caller
@@ -45,6 +45,22 @@ class Change:
 
     def summary(self) -> str:
         raise NotImplementedError
+
+    def confirmation_reason(self) -> str | None:
+        """Why the caller must confirm this change first, or None if they needn't."""
+        return None
+
+
+@dataclass(frozen=True)
+class Rerun(Change):
+    """A confirmed change: run the original command again, now confirmed."""
+
+    token: str
+    text: str
+    place: Place
+
+    def summary(self) -> str:
+        return f"confirm {self.token}"
 
 
 @dataclass(frozen=True)

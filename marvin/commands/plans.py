@@ -48,6 +48,16 @@ class FlagPlan(Change):
     def summary(self) -> str:
         return f"feature {self.action} {self.flag} ({self.env.value})"
 
+    def confirmation_reason(self) -> str | None:
+        if self.action == "delete":
+            return f"deleting `{self.flag}` in {self.env.value} can't be undone"
+        if self.issue_ref and not self.lowers():
+            return (
+                f"`{self.flag}` goes to {self.after.describe() if self.after else 'off'} in "
+                f"{self.env.value} by deviation {self.issue_ref}"
+            )
+        return None
+
 
 @dataclass(frozen=True)
 class StatusPlan(Change):

@@ -20,6 +20,14 @@ class AvailabilityPolicy:
                 f"You're marked away, and whoever changes a flag watches it for the next "
                 f"{settings.watch_hours:g} hours. Run `status back` first if you're here."
             )
+        presence = req.ctx.services.presence.get(req.ctx.invocation.transport)
+        if presence is not None:
+            away = await presence.away(req.ctx.invocation.user_id)
+            if away:
+                return Decision.deny(
+                    f"Your chat status says you're away ({away}), and whoever changes a flag "
+                    f"watches it for the next {settings.watch_hours:g} hours."
+                )
         if plan.oncall is None or plan.oncall_away:
             if settings.require_oncall:
                 who = f"@{plan.oncall} is marked away" if plan.oncall else "nobody is on call"

@@ -84,7 +84,7 @@ class AuditRecord(Base):
     place_name: Mapped[str | None] = mapped_column(String(255))
     text: Mapped[str] = mapped_column(Text)
     command: Mapped[str | None] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(32))
     policy: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -180,6 +180,32 @@ class LocalIssue(Base):
     confidential: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Confirmation(Base):
+    """A risky change waiting for its author's explicit go-ahead."""
+
+    __tablename__ = "confirmations"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    transport: Mapped[str] = mapped_column(String(32))
+    chat_user_id: Mapped[str] = mapped_column(String(64))
+    place: Mapped[dict[str, Any]] = mapped_column(JSON)
+    text: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class InboundEvent(Base):
+    """Deliveries already taken in (chats redeliver); the key is the chat's own event id."""
+
+    __tablename__ = "inbound_events"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 class OutboxMessage(Base):
