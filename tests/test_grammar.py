@@ -1,0 +1,580 @@
+"""The one grammar: `[/marvin] <group> <verb> <args> [--opt value|--opt=value]`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from marvin.commands import build_registry
+from marvin.commands.account import StatusAway, StatusBack, StatusShow, WhoAmI
+from marvin.commands.feature import (
+    FeatureDelete,
+    FeatureGet,
+    FeatureHistory,
+    FeatureList,
+    FeatureSet,
+)
+from marvin.commands.help import Help
+from marvin.commands.spec import CommandModel
+from marvin.flags import Environment
+from marvin.grammar import Parsed, UsageError, mention_id, parse, tokenize
+
+REGISTRY = build_registry()
+
+
+def test_grammar_imports_on_its_own() -> None:
+    # `marvin.commands.feature` imports from `marvin.grammar`; importing the grammar first
+    # must not trip over that cycle.
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import marvin.grammar"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _ok(text: str) -> CommandModel:
+    return parse(text, REGISTRY).command
+
+
+def _error(text: str) -> UsageError:
+    with pytest.raises(UsageError) as info:
+        parse(text, REGISTRY)
+    return info.value
+
+
+# --- typed commands -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("feature get new_nav", FeatureGet(name="new_nav")),
+        ("feature get new_nav --staging", FeatureGet(name="new_nav", staging=True)),
+        ("feature list", FeatureList()),
+        ("feature list 'new_*'", FeatureList(pattern="new_*")),
+        ("feature history new_nav --limit 5", FeatureHistory(name="new_nav", limit=5)),
+        (
+            "feature set new_nav 1 --actors",
+            FeatureSet(name="new_nav", value="1", actors=True),
+        ),
+        (
+            "feature set new_nav 0.5 --random --staging",
+            FeatureSet(name="new_nav", value="0.5", random=True, staging=True),
+        ),
+        (
+            "feature set new_nav true --user bob,carol --project gitlab-org/gitlab",
+            FeatureSet(name="new_nav", value="true", user="bob,carol", project="gitlab-org/gitlab"),
+        ),
+        (
+            "feature set new_nav 50 --actors --issue #12",
+            FeatureSet(name="new_nav", value="50", actors=True, issue="#12"),
+        ),
+        (
+            'feature delete old_nav --ignore-production-check "sev2 cleanup"',
+            FeatureDelete(name="old_nav", ignore_production_check="sev2 cleanup"),
+        ),
+        ("whoami", WhoAmI()),
+        ("status", StatusShow()),
+        ("status away", StatusAway()),
+        ("status away lunch", StatusAway(reason="lunch")),
+        ("status back", StatusBack()),
+        ("help", Help()),
+        ("help feature set", Help(topic="feature set")),
+        # group, verb and option names are case-insensitive; values are not touched
+        ("FEATURE Get new_nav --STAGING", FeatureGet(name="new_nav", staging=True)),
+        # extra whitespace of any kind between words
+        ("  feature\tget \n new_nav  ", FeatureGet(name="new_nav")),
+    ],
+)
+def test_parses_to_typed_command(text: str, expected: CommandModel) -> None:
+    parsed = parse(text, REGISTRY)
+    assert isinstance(parsed, Parsed)
+    assert type(parsed.command) is type(expected)
+    assert parsed.command == expected
+    assert parsed.spec.model is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "spec_name"),
+    [
+        ("feature set x true", "feature set"),
+        ("feature get x", "feature get"),
+        ("status away", "status away"),
+        ("status", "status"),
+        ("whoami", "whoami"),
+    ],
+)
+def test_picks_the_spec(text: str, spec_name: str) -> None:
+    assert parse(text, REGISTRY).spec.name == spec_name
+
+
+def test_feature_set_fields_are_typed() -> None:
+    cmd = _ok("feature set new_nav 25% --actors --staging --project a/b,a/b --group g")
+    assert isinstance(cmd, FeatureSet)
+    assert cmd.name == "new_nav"
+    assert cmd.value == "25%"
+    assert cmd.actors is True and cmd.random is False
+    assert cmd.environment is Environment.staging
+    request = cmd.request(("alice",))
+    assert request.value == Decimal(25)
+    assert request.of == "actors"
+    assert request.gates == ("user:alice", "project:a/b", "group:g")
+
+
+def test_history_limit_is_an_int() -> None:
+    cmd = _ok("feature history new_nav --limit=7")
+    assert isinstance(cmd, FeatureHistory)
+    assert cmd.limit == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "environment"),
+    [
+        ("feature get x", Environment.production),
+        ("feature get x --production", Environment.production),
+        ("feature get x --staging", Environment.staging),
+        ("feature set x true --staging", Environment.staging),
+        ("feature list --staging", Environment.staging),
+        ("feature delete x", Environment.production),
+    ],
+)
+def test_environment(text: str, environment: Environment) -> None:
+    cmd = _ok(text)
+    assert isinstance(cmd, FeatureGet | FeatureSet | FeatureList | FeatureDelete)
+    assert cmd.environment is environment
+
+
+@pytest.mark.parametrize(
+    ("spaced", "inline"),
+    [
+        ("feature set x true --user bob", "feature set x true --user=bob"),
+        ("feature history x --limit 3", "feature history x --limit=3"),
+        ("feature set x 5 --actors --issue #1", "feature set x 5 --actors --issue=#1"),
+        (
+            "feature set x true --ignore-production-check 'sev1 fix'",
+            "feature set x true --ignore-production-check='sev1 fix'",
+        ),
+        (
+            "feature set x true --ignore-production-check “sev1 fix”",
+            "feature set x true --ignore-production-check=“sev1 fix”",
+        ),
+        # options may come before the arguments
+        ("feature set --staging x true", "feature set x true --staging"),
+    ],
+)
+def test_option_value_spaced_or_inline(spaced: str, inline: str) -> None:
+    assert _ok(spaced) == _ok(inline)
+
+
+# --- quoting --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('status away "gone fishing"', "gone fishing"),
+        ("status away 'gone fishing'", "gone fishing"),
+        ("status away “gone fishing”", "gone fishing"),
+        ("status away ‘gone fishing’", "gone fishing"),
+        ("status away „gone fishing“", "gone fishing"),
+        # a phone may close a curly quote with a straight one
+        ('status away “gone fishing"', "gone fishing"),
+        ('status away "it\'s   spaced"', "it's   spaced"),
+        # apostrophes inside or at the end of a word are letters, not quotes
+        ("status away I'm at lunch", "I'm at lunch"),
+        ("status away I’m at lunch", "I’m at lunch"),
+        ("status away the cats' vet", "the cats' vet"),
+        ("status away don't ask", "don't ask"),
+        # a quoted word is never an option
+        ('status away "--back"', "--back"),
+        # `--` ends options: what follows is taken as it is
+        ("status away -- --back soon", "--back soon"),
+        ("status away lunch -- --staging", "lunch --staging"),
+    ],
+)
+def test_quotes_and_apostrophes(text: str, reason: str) -> None:
+    cmd = _ok(text)
+    assert isinstance(cmd, StatusAway)
+    assert cmd.reason == reason
+
+
+def test_quoted_token_is_marked() -> None:
+    tokens = tokenize("a 'b c' --x=“d e” f'g")
+    assert [(t.text, t.quoted) for t in tokens] == [
+        ("a", False),
+        ("b c", True),
+        ("--x=d e", False),  # still an option: the quote only groups its value
+        ("f'g", False),
+    ]
+
+
+def test_double_dash_stops_option_parsing() -> None:
+    # `--staging` after `--` is a word, not the switch: the switch stays off and the word
+    # is left over.
+    err = _error("feature get new_nav -- --staging")
+    assert err.message == "I don't know what to do with `--staging`."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/marvin feature get new_nav",
+        "/marvin   feature get new_nav",
+        "  /marvin feature get new_nav",
+    ],
+)
+def test_leading_slash_command_is_stripped(text: str) -> None:
+    assert _ok(text) == FeatureGet(name="new_nav")
+
+
+def test_slash_command_alone_asks_what_to_do() -> None:
+    assert _error("/marvin").message == "Tell me what to do."
+
+
+# --- Slack mentions and @names ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "chat_id"),
+    [
+        ("<@U123>", "U123"),
+        ("<@U123|bob>", "U123"),
+        ("<@W0ABC9|bob smith>", "W0ABC9"),
+        ("<@u123>", None),
+        ("<#C123|production>", None),
+        ("@bob", None),
+        ("bob", None),
+        ("<@U123", None),
+        ("<@U123>x", None),
+        ("<@U123>\n", None),
+        ("", None),
+    ],
+)
+def test_mention_id(value: str, chat_id: str | None) -> None:
+    assert mention_id(value) == chat_id
+
+
+@pytest.mark.parametrize(
+    ("text", "chat_id"),
+    [
+        ("feature set x true --user <@U123>", "U123"),
+        ("feature set x true --user <@U123|bob>", "U123"),
+        ("feature set x true --user=<@U123|bob>", "U123"),
+    ],
+)
+def test_mention_in_user_option(text: str, chat_id: str) -> None:
+    cmd = _ok(text)
+    assert isinstance(cmd, FeatureSet)
+    assert cmd.user is not None
+    assert mention_id(cmd.user) == chat_id
+
+
+@pytest.mark.parametrize(
+    ("text", "gates"),
+    [
+        ("feature set x true --user @bob", ("user:bob",)),
+        ("feature set x true --user '@bob, carol'", ("user:bob", "user:carol")),
+        ("feature set x true --user bob,@bob", ("user:bob",)),
+    ],
+)
+def test_at_names_in_user_option(text: str, gates: tuple[str, ...]) -> None:
+    from marvin.commands.feature import _gates
+
+    cmd = _ok(text)
+    assert isinstance(cmd, FeatureSet)
+    assert cmd.user is not None
+    users = tuple(_gates("user", cmd.user))
+    assert cmd.request(users).gates == gates
+
+
+def test_mention_and_names_mixed() -> None:
+    cmd = _ok("feature set x true --user <@U1|bob>,carol")
+    assert isinstance(cmd, FeatureSet)
+    assert cmd.user == "<@U1|bob>,carol"
+
+
+# --- usage errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "Tell me what to do."),
+        ("   \t ", "Tell me what to do."),
+        ("--staging", "Tell me what to do."),
+        ("featur list", "I don't know the command `featur`. Did you mean `feature`? Try `help`."),
+        ("deploy now", "I don't know the command `deploy`. Try `help`."),
+        ("feature sett x", "`feature` has no subcommand `sett`. Did you mean `set`?"),
+        ("feature launch x", "`feature` has no subcommand `launch`."),
+        ("feature", "`feature` needs a subcommand."),
+        (
+            "feature get x --stagin",
+            "`feature get` has no option `--stagin`. Did you mean `--staging`?",
+        ),
+        ("feature get x --force", "`feature get` has no option `--force`."),
+        ("feature get x --staging=yes", "`--staging` is a switch and takes no value."),
+        ("feature set x 1 --actors=true", "`--actors` is a switch and takes no value."),
+        ("feature set x true --user", "`--user` needs a value: `--user <users>`."),
+        ("feature set x true --user --staging", "`--user` needs a value: `--user <users>`."),
+        ("feature history x --limit", "`--limit` needs a value: `--limit <n>`."),
+        ("feature get x --staging --staging", "`--staging` is given twice."),
+        ("feature set x true --user a --user=b", "`--user` is given twice."),
+        ("feature get", "`feature get` needs `<name>`."),
+        ("feature set x", "`feature set` needs `<value>`."),
+        ("feature get x y", "I don't know what to do with `y`."),
+        ("feature set x true now please", "I don't know what to do with `now please`."),
+        ("whoami please", "I don't know what to do with `please`."),
+        ("status back soon", "I don't know what to do with `soon`."),
+    ],
+)
+def test_usage_error_message(text: str, message: str) -> None:
+    assert _error(text).message == message
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("feature get x --staging --production", "choose one of --staging or --production"),
+        ("feature set x 1 --actors --random", "choose one of --actors or --random"),
+        ("feature set x true --actors", "--actors and --random go with a percentage"),
+        ("feature set x 5", "say what the percentage is of: --actors"),
+        ("feature set x 101 --actors", "'101' is over 100%"),
+        ("feature set x maybe", "'maybe' is not a value"),
+        ("feature get New-Nav", "a flag name is lowercase letters"),
+        ("feature list 'NEW'", "a pattern is flag-name characters"),
+        ("feature history x --limit 0", "limit: Input should be greater than or equal to 1"),
+        ("feature history x --limit lots", "limit: Input should be a valid integer"),
+        ("feature set x true --user 'a b'", "'a b' is not a valid user name"),
+        ("feature set x true --project ../etc", "'../etc' is not a valid project name"),
+        ("feature set x true --user a,,b", "--user takes a comma-separated list"),
+        ("feature delete x --ignore-production-check ok", "at least 3 characters"),
+    ],
+)
+def test_validation_error_message(text: str, fragment: str) -> None:
+    err = _error(text)
+    assert fragment in err.message
+    assert "Value error" not in err.message
+    # the help for the command comes along
+    assert err.usage is not None and err.usage.startswith("`")
+    assert "Usage:" in err.text()
+
+
+def test_too_long() -> None:
+    text = "status away " + "x" * (4001 - len("status away "))
+    assert len(text) == 4001
+    assert _error(text).message == "The command is 4001 characters long; the limit is 4000."
+
+
+def test_at_the_limit_is_fine() -> None:
+    text = "whoami" + " " * (4000 - len("whoami"))
+    assert len(text) == 4000
+    assert isinstance(_ok(text), WhoAmI)
+
+
+def test_limit_is_configurable() -> None:
+    with pytest.raises(UsageError, match="the limit is 64"):
+        parse("status away " + "x" * 60, REGISTRY, max_chars=64)
+
+
+@pytest.mark.parametrize(
+    ("char", "code"),
+    [
+        ("\x00", "U+0000"),
+        ("\x1b", "U+001B"),
+        ("\x7f", "U+007F"),
+        ("\u202e", "U+202E"),  # right-to-left override
+        ("\u2066", "U+2066"),  # left-to-right isolate
+        ("\u200b", "U+200B"),  # zero-width space
+        ("\u200d", "U+200D"),  # zero-width joiner
+        ("\ufeff", "U+FEFF"),  # byte-order mark
+    ],
+)
+@pytest.mark.parametrize("template", ["feature get new{}nav", "status away {}", "{}whoami"])
+def test_control_characters_refused(char: str, code: str, template: str) -> None:
+    err = _error(template.format(char))
+    assert err.message == (
+        f"The command contains a control or invisible character ({code}); retype it as plain text."
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('status away "lunch', 'Unbalanced quote " at character 13'),
+        ("status away 'lunch", "Unbalanced quote ' at character 13"),
+        ("status away “lunch", "Unbalanced quote “ at character 13"),
+        ("status away ‘lunch", "Unbalanced quote ‘ at character 13"),
+        ("feature set x true --ignore-production-check='sev1", "Unbalanced quote '"),
+        ('"', 'Unbalanced quote " at character 1'),
+    ],
+)
+def test_unbalanced_quotes(text: str, fragment: str) -> None:
+    err = _error(text)
+    assert err.message.startswith(fragment)
+    assert err.message.endswith("close it or leave it out.")
+
+
+def test_long_unknown_words_are_shortened_in_messages() -> None:
+    err = _error("x" * 100)
+    assert "x" * 40 + "…" in err.message
+    assert "x" * 41 not in err.message
+
+
+def test_errors_come_with_usage() -> None:
+    err = _error("feature sett x")
+    assert err.usage == REGISTRY.group_help("feature")
+    empty = _error("")
+    assert empty.usage == REGISTRY.overview()
+    assert empty.text().startswith("Tell me what to do.\nUsage:\n")
+
+
+# --- help -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", REGISTRY.specs, ids=lambda s: s.name)
+def test_overview_lists_every_command(spec: object) -> None:
+    from marvin.commands.spec import CommandSpec
+
+    assert isinstance(spec, CommandSpec)
+    overview = REGISTRY.overview()
+    assert f"• `{spec.group}`: {REGISTRY.group_summaries[spec.group]}" in overview
+    if spec.verb:
+        assert f"`{spec.usage()}`" in overview
+
+
+@pytest.mark.parametrize("spec", REGISTRY.specs, ids=lambda s: s.name)
+def test_group_help_lists_every_command_and_option(spec: object) -> None:
+    from marvin.commands.spec import CommandSpec
+
+    assert isinstance(spec, CommandSpec)
+    text = REGISTRY.group_help(spec.group)
+    assert f"`{spec.usage()}`" in text
+    for opt in spec.opts:
+        assert opt.usage() in text
+    for arg in spec.args:
+        assert arg.usage() in text
+
+
+def test_feature_help_usages() -> None:
+    text = REGISTRY.group_help("feature")
+    for usage in [
+        "feature get <name> [--staging] [--production]",
+        "feature list [<pattern>] [--staging] [--production]",
+        "feature set <name> <value> [--actors] [--random] [--user <users>]",
+        "feature delete <name> [--ignore-production-check <reason>]",
+        "feature history <name> [--limit <n>]",
+    ]:
+        assert usage in text
+
+
+@pytest.mark.parametrize("spec", REGISTRY.specs, ids=lambda s: s.name)
+def test_examples_in_help_parse(spec: object) -> None:
+    from marvin.commands.spec import CommandSpec
+
+    assert isinstance(spec, CommandSpec)
+    for example in spec.examples:
+        assert parse(example, REGISTRY).spec is spec
+
+
+# --- any text: a command or a usage error, nothing else ---------------------------------------
+
+GROUPS = [*REGISTRY.groups(), "featur", "/marvin", "FEATURE"]
+VERBS = sorted({s.verb for s in REGISTRY.specs if s.verb} | {"sett", "SET", "purge"})
+OPTIONS = sorted(
+    {f"--{o.name}" for s in REGISTRY.specs for o in s.opts}
+    | {"--", "--bogus", "--=", "--user=", "--limit=5", "--issue=#1", "--STAGING"}
+)
+WORDS = [
+    "new_nav",
+    "x",
+    "New-Nav",
+    "1abc",
+    "new_*",
+    "true",
+    "false",
+    "TRUE",
+    "0",
+    "1",
+    "0.5",
+    "25%",
+    "100",
+    "101",
+    "-1",
+    "NaN",
+    "1e2",
+    "５",
+    "½",
+    "50%%",
+    "bob,carol",
+    "@bob",
+    "<@U123>",
+    "<@U123|bob>",
+    "a/b",
+    "../etc",
+    "a,,b",
+    "#12",
+    "I'm",
+    "",
+    "9" * 50,
+]
+QUOTES = ['"', "'", "“", "”", "‘", "’", "„"]
+
+
+@st.composite
+def near_commands(draw: st.DrawFn) -> str:
+    word = st.one_of(
+        st.sampled_from(WORDS),
+        st.sampled_from(OPTIONS),
+        st.sampled_from(VERBS),
+        st.builds(lambda o, w: f"{o}={w}", st.sampled_from(OPTIONS), st.sampled_from(WORDS)),
+        st.builds(
+            lambda q1, w, q2: f"{q1}{w}{q2}",
+            st.sampled_from(QUOTES),
+            st.sampled_from(WORDS + OPTIONS),
+            st.sampled_from(["", *QUOTES]),
+        ),
+        st.text(max_size=6),
+    )
+    head = [draw(st.sampled_from(GROUPS))]
+    if draw(st.booleans()):
+        head.append(draw(st.sampled_from(VERBS)))
+    words = head + draw(st.lists(word, max_size=8))
+    sep = draw(st.sampled_from([" ", "  ", "\t", "\n"]))
+    return sep.join(words)
+
+
+def _parse_or_usage_error(text: str) -> None:
+    try:
+        result = parse(text, REGISTRY)
+    except UsageError as exc:
+        assert isinstance(exc.message, str) and exc.message.strip()
+        assert exc.text().startswith(exc.message)
+    else:
+        assert isinstance(result, Parsed)
+        assert isinstance(result.command, result.spec.model)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text())
+def test_any_text_parses_or_is_a_usage_error(text: str) -> None:
+    _parse_or_usage_error(text)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(near_commands())
+def test_near_commands_parse_or_are_usage_errors(text: str) -> None:
+    _parse_or_usage_error(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["feature get new_nav", "status away lunch", "feature set x 1 --actors"]),
+    st.text(min_size=1, max_size=3),
+)
+def test_any_suffix_parses_or_is_a_usage_error(prefix: str, suffix: str) -> None:
+    _parse_or_usage_error(prefix + suffix)
