@@ -16,6 +16,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML config file (default: $MARVIN_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    serve = sub.add_parser("serve", help="run the Slack bot (HTTP or Socket Mode, per config)")
+    serve.add_argument("--port", type=int, help="HTTP port (default: slack.port)")
+
     shell = sub.add_parser("shell", help="talk to Marvin in the terminal")
     shell.add_argument("--user", help="who you are (a handle from the directory)")
     where = shell.add_mutually_exclusive_group()
@@ -32,7 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    config_sub.add_parser("check", help="validate the configuration and say what is wrong")
+    check = config_sub.add_parser("check", help="validate the configuration; say what is wrong")
+    check.add_argument(
+        "--serve",
+        action="store_true",
+        help="also check what `marvin serve` needs (tokens, signing secret, channel id)",
+    )
     return parser
 
 
@@ -72,6 +80,31 @@ async def _shell(settings: Settings, args: argparse.Namespace) -> int:
         await services.store.dispose()
 
 
+def _serve_problems(settings: Settings) -> list[str]:
+    from marvin.slack.secrets import SlackSecrets, missing_for_serve
+
+    return missing_for_serve(settings, SlackSecrets.from_env())
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from marvin.slack.secrets import SlackSecrets
+    from marvin.slack.server import serve
+    from marvin.store.migrate import is_current
+
+    problems = _serve_problems(settings)
+    if problems:
+        print("marvin serve cannot start:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    if not await is_current(settings.database.url):
+        print(
+            "The database schema is not up to date: run `marvin db upgrade` first.", file=sys.stderr
+        )
+        return 2
+    return await serve(settings, SlackSecrets.from_env(), port=args.port)
+
+
 async def _db(settings: Settings, args: argparse.Namespace) -> int:
     from marvin.store import migrate
 
@@ -93,7 +126,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level, settings.logging.format)
     if args.command == "config":
         print("Configuration is valid.")
+        if args.serve:
+            problems = _serve_problems(settings)
+            for problem in problems:
+                print(f"  missing for serve: {problem}", file=sys.stderr)
+            if problems:
+                return 1
+            print(f"Ready to serve Slack in {settings.slack.mode} mode.")
         return 0
+    if args.command == "serve":
+        return asyncio.run(_serve(settings, args))
     if args.command == "shell":
         return asyncio.run(_shell(settings, args))
     if args.command == "db":

@@ -150,6 +150,43 @@ class LoggingConfig(Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class SlackConfig(Section):
+    mode: Literal["http", "socket"] = "http"
+    host: str = "0.0.0.0"  # noqa: S104 - a server in a container listens on every interface
+    port: int = Field(3000, ge=1, le=65535)
+    api_base_url: str = "https://slack.com/api/"
+    command: str = "/marvin"
+    max_body_bytes: int = Field(1_048_576, ge=1024, le=50 * 1024 * 1024)
+    rate_limit_retries: int = Field(3, ge=0, le=10)
+    people_cache_seconds: float = Field(600, ge=0)
+    presence_cache_seconds: float = Field(60, ge=0)
+    away_status_emojis: list[str] = Field(
+        default_factory=lambda: [
+            ":palm_tree:",
+            ":airplane:",
+            ":face_with_thermometer:",
+            ":no_entry:",
+        ]
+    )
+    away_status_texts: list[str] = Field(
+        default_factory=lambda: ["out of office", "ooo", "vacation", "on leave", "sick"]
+    )
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("command")
+    @classmethod
+    def _slash(cls, value: str) -> str:
+        if not re.match(r"^/[a-z0-9_-]{1,31}$", value):
+            raise ValueError("a slash command like /marvin")
+        return value
+
+
 class LimitsConfig(Section):
     max_command_chars: int = Field(4000, ge=64, le=40000)
 
@@ -173,6 +210,7 @@ class Settings(BaseSettings):
     shell: ShellConfig = ShellConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
+    slack: SlackConfig = SlackConfig()
 
     @classmethod
     def settings_customise_sources(

@@ -69,6 +69,7 @@ class Reply(BaseModel):
     request_id: str
     ok: bool
     kind: ReplyKind = "result"
+    command: str | None = None
     text: str
     denied_by: str | None = None
     announcement: Announcement | None = None

@@ -8,7 +8,7 @@ key travels with each delivery so a sink can drop a repeat after a crash mid-del
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -38,6 +38,13 @@ class DeliveryError(Exception):
 
 class Sink(Protocol):
     async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None: ...
+
+
+class BatchSink(Sink, Protocol):
+    """A sink that can coalesce: Slack allows about one message per second per channel, so a
+    busy minute's announcements go out as one message instead of queueing for minutes."""
+
+    async def deliver_batch(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None: ...
 
 
 async def enqueue(
@@ -78,6 +85,11 @@ class OutboxWorker:
         self._clock = clock
         self._batch = batch
         self._max_attempts = max_attempts
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next poll (something was just enqueued)."""
+        self._wake.set()
 
     async def deliver_due(self) -> int:
         """Try every message that is due; returns how many were delivered."""
@@ -96,35 +108,60 @@ class OutboxWorker:
                     .with_for_update(skip_locked=True)
                 )
             )
-            for row in rows:
-                delivered += await self._deliver_one(row)
+            for group in self._groups(rows):
+                delivered += await self._deliver(group)
         return delivered
 
-    async def _deliver_one(self, row: OutboxMessage) -> int:
-        now = self._clock.now()
-        row.attempts += 1
-        try:
-            await self._sinks[row.kind].deliver(row.payload, row.idempotency_key)
-        except DeliveryError as exc:
-            row.last_error = str(exc)[:2000]
-            if not exc.retry or row.attempts >= self._max_attempts:
-                row.status = "failed"
-                log.error("outbox.failed", id=row.id, kind=row.kind, error=row.last_error)
+    def _groups(self, rows: list[OutboxMessage]) -> list[list[OutboxMessage]]:
+        """One group per message to send: batch sinks get a kind's rows per channel."""
+        groups: dict[tuple[str, str], list[OutboxMessage]] = {}
+        singles: list[list[OutboxMessage]] = []
+        for row in rows:
+            if hasattr(self._sinks[row.kind], "deliver_batch"):
+                key = (row.kind, str(row.payload.get("channel_id", "")))
+                groups.setdefault(key, []).append(row)
             else:
-                wait = timedelta(seconds=exc.after) if exc.after else backoff(row.attempts)
-                row.next_attempt_at = now + wait
-                log.warning("outbox.retry", id=row.id, kind=row.kind, error=row.last_error)
+                singles.append([row])
+        chunked = []
+        for group in groups.values():
+            size = int(getattr(self._sinks[group[0].kind], "max_batch", 20))
+            chunked += [group[i : i + size] for i in range(0, len(group), size)]
+        return [*chunked, *singles]
+
+    async def _deliver(self, rows: list[OutboxMessage]) -> int:
+        now = self._clock.now()
+        sink = self._sinks[rows[0].kind]
+        for row in rows:
+            row.attempts += 1
+        try:
+            if len(rows) > 1:
+                batch_sink: BatchSink = sink  # type: ignore[assignment]
+                await batch_sink.deliver_batch([(r.idempotency_key, r.payload) for r in rows])
+            else:
+                await sink.deliver(rows[0].payload, rows[0].idempotency_key)
+        except DeliveryError as exc:
+            for row in rows:
+                row.last_error = str(exc)[:2000]
+                if not exc.retry or row.attempts >= self._max_attempts:
+                    row.status = "failed"
+                    log.error("outbox.failed", id=row.id, kind=row.kind, error=row.last_error)
+                else:
+                    wait = timedelta(seconds=exc.after) if exc.after else backoff(row.attempts)
+                    row.next_attempt_at = now + wait
+                    log.warning("outbox.retry", id=row.id, kind=row.kind, error=row.last_error)
             return 0
         except Exception as exc:
             # An unexpected failure is retried too: losing the message is the worse outcome.
-            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            row.next_attempt_at = now + backoff(row.attempts)
-            log.exception("outbox.error", id=row.id, kind=row.kind)
+            for row in rows:
+                row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                row.next_attempt_at = now + backoff(row.attempts)
+            log.exception("outbox.error", ids=[r.id for r in rows], kind=rows[0].kind)
             return 0
-        row.status = "delivered"
-        row.delivered_at = now
-        row.last_error = None
-        return 1
+        for row in rows:
+            row.status = "delivered"
+            row.delivered_at = now
+            row.last_error = None
+        return len(rows)
 
     async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         while not stop.is_set():
@@ -132,7 +169,11 @@ class OutboxWorker:
                 await self.deliver_due()
             except Exception:
                 log.exception("outbox.worker_error")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+            stopping = asyncio.ensure_future(stop.wait())
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait(
+                {stopping, woken}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            stopping.cancel()
+            woken.cancel()
+            self._wake.clear()

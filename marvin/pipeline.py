@@ -72,7 +72,7 @@ class Pipeline:
         log.info("command.parsed", command=parsed.spec.name)
         reply, rerun = await self._run(inv, parsed, welcome)
         if rerun is None:
-            return reply
+            return reply.model_copy(update={"command": parsed.spec.name})
         # Confirmed: the original command runs again, through every policy, as it stands now.
         confirmed = inv.model_copy(
             update={"text": rerun.text, "place": rerun.place, "confirmed": True}
@@ -98,7 +98,9 @@ class Pipeline:
         if linked:
             return account.id, (
                 f"Welcome! I've created your Marvin account, linked to GitLab user "
-                f"{account.gitlab_username}."
+                f"{account.gitlab_username}. Say `help` to see what I do; changing feature "
+                "flags needs the `feature_flags` grant, which you request with an issue "
+                "labelled `access request`."
             )
         return account.id, (
             "Welcome! I've created your Marvin account, but I can't find you in the roles "

@@ -1,0 +1,143 @@
+"""Who a Slack user is (users.info) and whether Slack says they're away, cached briefly."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from marvin.clock import Clock
+from marvin.config import SlackConfig
+from marvin.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SlackUser:
+    id: str
+    name: str
+    email: str | None
+    status_text: str
+    status_emoji: str
+    status_expiration: int
+    deleted: bool
+    is_bot: bool
+
+
+class _TTLCache:
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._items: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> Any | None:
+        item = self._items.get(key)
+        if item is None or time.monotonic() - item[0] > self._seconds:
+            return None
+        return item[1]
+
+    def put(self, key: str, value: Any) -> None:
+        if len(self._items) > 10_000:
+            self._items.clear()  # a crude bound: the cache only saves API calls
+        self._items[key] = (time.monotonic(), value)
+
+
+class SlackPeople:
+    def __init__(self, client: AsyncWebClient, config: SlackConfig, metrics: Metrics) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._cache = _TTLCache(config.people_cache_seconds)
+
+    async def get(self, user_id: str) -> SlackUser | None:
+        cached: SlackUser | None = self._cache.get(user_id)
+        if cached is not None:
+            return cached
+        try:
+            response = await self._client.users_info(user=user_id)
+        except SlackApiError as exc:
+            self._metrics.api_errors.labels("slack", "users.info", _error(exc)).inc()
+            log.warning("slack.users_info_failed", user=user_id, error=_error(exc))
+            return None
+        raw = response.get("user") or {}
+        profile = raw.get("profile") or {}
+        user = SlackUser(
+            id=user_id,
+            name=str(raw.get("name") or profile.get("display_name") or user_id),
+            email=profile.get("email"),
+            status_text=str(profile.get("status_text") or ""),
+            status_emoji=str(profile.get("status_emoji") or ""),
+            status_expiration=int(profile.get("status_expiration") or 0),
+            deleted=bool(raw.get("deleted")),
+            is_bot=bool(raw.get("is_bot")),
+        )
+        self._cache.put(user_id, user)
+        return user
+
+
+def _error(exc: SlackApiError) -> str:
+    return str(exc.response.get("error") or exc.response.status_code)
+
+
+class SlackPresence:
+    """Away when Slack says so: presence away, in do-not-disturb, or an out-of-office status.
+
+    A bot token sees another person's scheduled do-not-disturb window but not their manual
+    snooze (dnd.info only shows snooze fields to the person themselves). When Slack cannot
+    be asked, this says nothing rather than blocking every change: the other availability
+    checks still apply.
+    """
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        people: SlackPeople,
+        config: SlackConfig,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self._client = client
+        self._people = people
+        self._config = config
+        self._clock = clock
+        self._metrics = metrics
+        self._cache = _TTLCache(config.presence_cache_seconds)
+
+    async def away(self, user_id: str) -> str | None:
+        cached: tuple[str | None] | None = self._cache.get(user_id)
+        if cached is not None:
+            return cached[0]
+        reason = await self._ask(user_id)
+        self._cache.put(user_id, (reason,))
+        return reason
+
+    async def _ask(self, user_id: str) -> str | None:
+        now = self._clock.now().timestamp()
+        try:
+            presence = await self._client.users_getPresence(user=user_id)
+            if presence.get("presence") == "away":
+                return "Slack shows you as away"
+            dnd = await self._client.dnd_info(user=user_id)
+            if dnd.get("snooze_enabled"):
+                return "notifications are snoozed"
+            start, end = dnd.get("next_dnd_start_ts"), dnd.get("next_dnd_end_ts")
+            if dnd.get("dnd_enabled") and start and end and start <= now < end:
+                return "in do-not-disturb hours"
+        except SlackApiError as exc:
+            self._metrics.api_errors.labels("slack", "presence", _error(exc)).inc()
+            log.warning("slack.presence_failed", user=user_id, error=_error(exc))
+            return None
+        user = await self._people.get(user_id)
+        if user is None:
+            return None
+        if user.status_expiration and user.status_expiration <= now:
+            return None
+        text = user.status_text.lower()
+        if user.status_emoji in self._config.away_status_emojis or any(
+            word in text for word in (w.lower() for w in self._config.away_status_texts)
+        ):
+            return f"status {user.status_emoji} {user.status_text}".strip()
+        return None

@@ -1,0 +1,191 @@
+"""`marvin serve`: the HTTP server (Slack events, /healthz, /metrics) and Socket Mode.
+
+The Slack route only converts (aiohttp request in, Bolt response out); Bolt verifies the
+signature with slack_sdk's SignatureVerifier and answers 401 to anything forged or stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from marvin.config import Settings
+from marvin.metrics import CONTENT_TYPE, Metrics
+from marvin.outbox import OutboxWorker
+from marvin.pipeline import Pipeline, announcement_kind
+from marvin.slack.announce import SlackAnnouncer
+from marvin.slack.app import TRANSPORT, SlackTransport
+from marvin.slack.people import SlackPeople, SlackPresence
+from marvin.slack.secrets import SlackSecrets
+from marvin.store.db import Store
+from marvin.wiring import Services, build_services
+
+log = structlog.get_logger(__name__)
+
+EVENTS_PATH = "/slack/events"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def make_client(settings: Settings, secrets: SlackSecrets) -> AsyncWebClient:
+    """The one Web API client every Slack call goes through."""
+    token = secrets.bot_token.get_secret_value() if secrets.bot_token else None
+    return AsyncWebClient(
+        token=token,
+        base_url=settings.slack.api_base_url,
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=settings.slack.rate_limit_retries)
+        ],
+    )
+
+
+@dataclass
+class Bot:
+    """Everything `serve` runs, built once, so tests can run the very same thing."""
+
+    services: Services
+    transport: SlackTransport
+    outbox: OutboxWorker
+    metrics: Metrics
+    web: web.Application
+
+
+def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | None = None) -> Bot:
+    client = make_client(settings, secrets)
+    metrics = Metrics()
+    if services is None:
+        services = build_services(settings)
+    people = SlackPeople(client, settings.slack, metrics)
+    presence = SlackPresence(client, people, settings.slack, services.clock, metrics)
+    services = Services(
+        **{**vars(services), "presence": {**services.presence, TRANSPORT: presence}}
+    )
+    outbox = OutboxWorker(
+        services.store,
+        {announcement_kind(TRANSPORT): SlackAnnouncer(client, metrics)},
+        services.clock,
+    )
+    signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
+    transport = SlackTransport(
+        settings=settings,
+        pipeline=Pipeline(services),
+        client=client,
+        people=people,
+        metrics=metrics,
+        outbox=outbox,
+        signing_secret=signing if settings.slack.mode == "http" else None,
+    )
+    app = build_web_app(
+        transport,
+        services.store,
+        metrics,
+        settings.slack.max_body_bytes,
+        serve_events=settings.slack.mode == "http",
+    )
+    return Bot(services=services, transport=transport, outbox=outbox, metrics=metrics, web=app)
+
+
+def build_web_app(
+    transport: SlackTransport,
+    store: Store,
+    metrics: Metrics,
+    max_body_bytes: int,
+    *,
+    serve_events: bool = True,
+) -> web.Application:
+    @web.middleware
+    async def refuse_oversized(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # Refused before a byte of it is parsed; aiohttp's client_max_size also stops a body
+        # that arrives without a Content-Length.
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            return web.json_response(
+                {"ok": False, "error": "payload_too_large", "limit_bytes": max_body_bytes},
+                status=413,
+            )
+        return await handler(request)
+
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            bolt_request = await to_bolt_request(request)
+        except UnicodeDecodeError:
+            return web.json_response({"ok": False, "error": "invalid_body"}, status=400)
+        bolt_response = await transport.app.async_dispatch(bolt_request)
+        response = await to_aiohttp_response(bolt_response)
+        kind = "command" if "command=" in bolt_request.raw_body[:2000] else "other"
+        metrics.ack_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+        return response
+
+    async def healthz(_request: web.Request) -> web.StreamResponse:
+        if await store.ping():
+            return web.json_response({"status": "ok"})
+        return web.json_response({"status": "database unreachable"}, status=503)
+
+    async def metrics_page(_request: web.Request) -> web.StreamResponse:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[refuse_oversized])
+    if serve_events:
+        app.router.add_post(EVENTS_PATH, slack_events)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_page)
+    return app
+
+
+async def serve(
+    settings: Settings,
+    secrets: SlackSecrets,
+    *,
+    port: int | None = None,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[int], None] | None = None,
+) -> int:
+    bot = build_bot(settings, secrets)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    runner = web.AppRunner(bot.web, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, settings.slack.host, port if port is not None else settings.slack.port
+    )
+    await site.start()
+    bound = runner.addresses[0][1] if runner.addresses else settings.slack.port
+    socket_mode: AsyncSocketModeHandler | None = None
+    if settings.slack.mode == "socket":
+        assert secrets.app_token is not None
+        socket_mode = AsyncSocketModeHandler(
+            bot.transport.app,
+            app_token=secrets.app_token.get_secret_value(),
+            web_client=bot.transport.client,
+        )
+        await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+    worker = asyncio.create_task(bot.outbox.run(stop))
+    log.info("serve.started", mode=settings.slack.mode, port=bound)
+    if ready is not None:
+        ready(bound)
+    try:
+        await stop.wait()
+    finally:
+        log.info("serve.stopping")
+        if socket_mode is not None:
+            await socket_mode.close_async()  # type: ignore[no-untyped-call]
+        await bot.transport.drain()
+        stop.set()
+        await worker
+        await runner.cleanup()
+        await bot.services.store.dispose()
+    return 0
