@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "MARVIN_CONFIG"
@@ -73,9 +81,11 @@ class AvailabilityConfig(Section):
 
 
 class Shift(Section):
+    # Times must say their timezone: a shift that silently shifts by an offset is worse
+    # than a config error.
     handle: str
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
 
     @model_validator(mode="after")
     def _ordered(self) -> Shift:
@@ -85,7 +95,7 @@ class Shift(Section):
 
 
 class Rotation(Section):
-    starts_at: datetime = datetime.fromisoformat("2026-01-05T00:00:00+00:00")
+    starts_at: AwareDatetime = datetime.fromisoformat("2026-01-05T00:00:00+00:00")
     shift_hours: float = Field(168.0, gt=0)
     people: list[str] = Field(default_factory=list)
 
@@ -130,9 +140,15 @@ class IssuesConfig(Section):
 
 class Freeze(Section):
     name: str
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
     environments: list[EnvName] = Field(default_factory=lambda: list[EnvName](["production"]))
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Freeze:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
 
 
 class ChangeLockConfig(Section):
@@ -239,6 +255,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(str(path), [f"cannot read: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), ["cannot read: not UTF-8 text"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}"]) from exc
     if raw is None:
@@ -252,7 +270,7 @@ def _format_errors(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        message = err["msg"]
+        message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         problems.append(f"{where}: {message}")
@@ -261,6 +279,10 @@ def _format_errors(exc: ValidationError) -> list[str]:
 
 def _load_directory_file(data: dict[str, Any], base: Path) -> None:
     """A roles file named in `directory.path` supplies people and roles, chef-roles style."""
+    from_env = os.environ.get("MARVIN_DIRECTORY__PATH")
+    if from_env:
+        # The environment overrides this key too; its relative path is from the cwd.
+        data.setdefault("directory", {})["path"] = str(Path(from_env).resolve())
     directory = data.get("directory")
     if not isinstance(directory, dict) or not directory.get("path"):
         return
@@ -279,11 +301,13 @@ def load_settings(path: str | Path | None = None) -> Settings:
     chosen = path if path is not None else os.environ.get(CONFIG_ENV)
     data: dict[str, Any] = {}
     source = "defaults"
+    base = Path.cwd()
     if chosen:
         file = Path(chosen)
         source = str(file)
         data = _read_yaml(file)
-        _load_directory_file(data, file.parent)
+        base = file.parent
+    _load_directory_file(data, base)
     try:
         settings = Settings(**data)
     except ValidationError as exc:

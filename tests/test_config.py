@@ -453,14 +453,9 @@ def test_directory_path_not_a_mapping(tmp_path: Path) -> None:
     assert _problems(config) == ["the top level must be a mapping of sections"]
 
 
-# --- known bugs in marvin/config.py (strict xfail: they fail loudly once fixed) ------------------
+# --- bugs found in marvin/config.py, now fixed --------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="config.py Shift._ordered compares a naive with an aware datetime: TypeError",
-)
 def test_naive_and_aware_shift_times_are_a_config_error(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "marvin.yaml",
@@ -471,18 +466,12 @@ def test_naive_and_aware_shift_times_are_a_config_error(tmp_path: Path) -> None:
     assert any(p.startswith("oncall.overrides.0") for p in problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="config.py _read_yaml lets UnicodeDecodeError escape for a non-UTF-8 file",
-)
 def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "marvin.yaml"
     path.write_bytes(b"production_channel: {name: caf\xe9}\n")
     assert _problems(path)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py Freeze has no ends_at > starts_at check")
 def test_freeze_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "marvin.yaml",
@@ -493,10 +482,6 @@ def test_freeze_ending_before_it_starts_is_refused(tmp_path: Path) -> None:
     assert any(p.startswith("change_lock.freezes.0") for p in problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py only loads directory.path from the file, not from MARVIN_DIRECTORY__PATH",
-)
 def test_directory_path_from_environment_loads_the_roles_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
