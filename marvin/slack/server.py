@@ -7,6 +7,7 @@ signature with slack_sdk's SignatureVerifier and answers 401 to anything forged 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -66,9 +67,7 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         services = build_services(settings)
     people = SlackPeople(client, settings.slack, metrics)
     presence = SlackPresence(client, people, settings.slack, services.clock, metrics)
-    services = Services(
-        **{**vars(services), "presence": {**services.presence, TRANSPORT: presence}}
-    )
+    services = dataclasses.replace(services, presence={**services.presence, TRANSPORT: presence})
     outbox = OutboxWorker(
         services.store,
         {announcement_kind(TRANSPORT): SlackAnnouncer(client, metrics)},
