@@ -22,6 +22,7 @@ from marvin.grammar import Parsed, UsageError, parse
 from marvin.models import Announcement, ConfirmRequest, Invocation, Reply
 from marvin.outbox import enqueue
 from marvin.policies import POLICIES, Decision, Policy, Request
+from marvin.policies.roles import FLAG_GRANT, PRODUCTION_ROLE
 from marvin.store.tables import Account, Confirmation
 from marvin.wiring import Services
 
@@ -96,16 +97,25 @@ class Pipeline:
             )
         log.info("account.registered", account_id=account.id, linked=linked)
         if linked:
+            caller = await self._caller_grants(account.directory_handle)
+            hint = (
+                ""
+                if FLAG_GRANT in caller or PRODUCTION_ROLE in caller
+                else " Changing feature flags needs the `feature_flags` grant, which you "
+                "request with an issue labelled `access request`."
+            )
             return account.id, (
                 f"Welcome! I've created your Marvin account, linked to GitLab user "
-                f"{account.gitlab_username}. Say `help` to see what I do; changing feature "
-                "flags needs the `feature_flags` grant, which you request with an issue "
-                "labelled `access request`."
+                f"{account.gitlab_username}. Say `help` to see what I do.{hint}"
             )
         return account.id, (
             "Welcome! I've created your Marvin account, but I can't find you in the roles "
             "registry, so you can read but not change anything yet."
         )
+
+    async def _caller_grants(self, handle: str | None) -> set[str]:
+        person = await self.services.directory.by_handle(handle) if handle else None
+        return set(person.grants) | set(person.roles) if person else set()
 
     async def _run(
         self, inv: Invocation, parsed: Parsed, welcome: tuple[int, str | None]

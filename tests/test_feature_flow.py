@@ -48,3 +48,23 @@ async def test_a_flag_goes_staging_then_one_percent_then_soaks_then_up(any_bot: 
     assert len(outbox) == 3 and {o.status for o in outbox} == {"pending"}
     audit = await bot.rows(AuditRecord, AuditRecord.outcome == "denied")
     assert [(a.policy, a.command) for a in audit] == [("ceiling", "feature set")]
+
+
+async def test_another_change_extends_the_watch_instead_of_adding_one(any_bot: Bot) -> None:
+    bot = any_bot
+    assert (await bot.say("alice", "feature set w true --staging")).ok
+    bot.clock.advance(hours=1)
+    assert (await bot.say("alice", "feature set w false --staging")).ok
+    [watch] = await bot.rows(Watch)
+    assert watch.ends_at.replace(tzinfo=None) == (bot.clock.now() + timedelta(hours=4)).replace(
+        tzinfo=None
+    )
+    reply = await bot.say("alice", "status")
+    assert reply.text.count("feature w (staging)") == 1
+
+
+async def test_the_welcome_tells_only_those_without_the_grant_how_to_get_it(bot: Bot) -> None:
+    carol = await bot.say("carol", "help", dm=True)
+    assert "request with an issue labelled `access request`" in carol.text
+    bob = await bot.say("bob", "help", dm=True)
+    assert "Welcome!" in bob.text and "access request" not in bob.text

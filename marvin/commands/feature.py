@@ -206,16 +206,31 @@ async def _record(ctx: Context, plan: FlagPlan) -> str:
         )
     )
     window, until = _watch_text(ctx)
-    ctx.session.add(
-        Watch(
-            account_id=caller.account.id,
-            subject=f"feature {plan.flag} ({plan.env.value})",
-            starts_at=ctx.now,
-            ends_at=ctx.now + window,
-            oncall_handle=plan.oncall,
-            request_id=ctx.invocation.request_id,
+    subject = f"feature {plan.flag} ({plan.env.value})"
+    # Another change to what you're already watching extends that watch.
+    watch = (
+        await ctx.session.scalars(
+            select(Watch).where(
+                Watch.account_id == caller.account.id,
+                Watch.subject == subject,
+                Watch.ends_at > ctx.now,
+            )
         )
-    )
+    ).first()
+    if watch is None:
+        ctx.session.add(
+            Watch(
+                account_id=caller.account.id,
+                subject=subject,
+                starts_at=ctx.now,
+                ends_at=ctx.now + window,
+                oncall_handle=plan.oncall,
+                request_id=ctx.invocation.request_id,
+            )
+        )
+    else:
+        watch.ends_at = ctx.now + window
+        watch.oncall_handle = plan.oncall
     await ctx.session.flush()
     return until
 
