@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.directory import Directory, DirectoryPerson
 from marvin.models import Invocation
+from marvin.store.db import insert_ignoring_conflicts
 from marvin.store.tables import Account, Grant
 
 
@@ -47,9 +46,11 @@ async def ensure_account(
         "last_seen_at": now,
     }
     # Two first messages at once must not both create an account: insert-or-ignore, then read.
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     result = await session.execute(
-        insert(Account).values(**values).on_conflict_do_nothing().returning(Account.id)
+        insert_ignoring_conflicts(session, Account)
+        .values(**values)
+        .on_conflict_do_nothing()
+        .returning(Account.id)
     )
     created = result.scalar_one_or_none() is not None
     account = (

@@ -14,12 +14,10 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.clock import Clock
-from marvin.store.db import Store
+from marvin.store.db import Store, insert_ignoring_conflicts
 from marvin.store.tables import OutboxMessage
 
 log = structlog.get_logger(__name__)
@@ -50,9 +48,8 @@ class BatchSink(Sink, Protocol):
 async def enqueue(
     session: AsyncSession, *, kind: str, key: str, payload: dict[str, Any], now: datetime
 ) -> None:
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(
-        insert(OutboxMessage)
+        insert_ignoring_conflicts(session, OutboxMessage)
         .values(
             kind=kind,
             idempotency_key=key,

@@ -18,8 +18,6 @@ import structlog
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from marvin.config import Settings
 from marvin.metrics import Metrics
@@ -28,7 +26,7 @@ from marvin.outbox import OutboxWorker
 from marvin.pipeline import Pipeline
 from marvin.slack.people import SlackPeople
 from marvin.slack.render import CONFIRM_ACTION, reply_message
-from marvin.store.db import Store
+from marvin.store.db import Store, insert_ignoring_conflicts
 from marvin.store.tables import InboundEvent
 
 log = structlog.get_logger(__name__)
@@ -42,9 +40,8 @@ Respond = Callable[..., Awaitable[Any]]
 async def first_delivery(store: Store, key: str, now: Any) -> bool:
     """True the first time a delivery is seen; Slack redelivers events it thinks were lost."""
     async with store.transaction(write=True) as session:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         result = await session.execute(
-            insert(InboundEvent)
+            insert_ignoring_conflicts(session, InboundEvent)
             .values(key=key, received_at=now)
             .on_conflict_do_nothing()
             .returning(InboundEvent.key)
@@ -129,13 +126,7 @@ class SlackTransport:
             ),
             text=str(body.get("text") or "").strip() or "help",
         )
-        reply = await self._handle(inv)
-        try:
-            await respond(response_type="ephemeral", replace_original=True, **reply_message(reply))
-        except Exception as exc:
-            # An expired or used-up response_url: say it where the person is instead.
-            log.warning("slack.respond_failed", error=type(exc).__name__)
-            await self._ephemeral(channel_id, inv.user_id, reply)
+        await self._answer(respond, channel_id, inv, await self._handle(inv))
 
     async def _conversation(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         event_id = str(body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
@@ -174,12 +165,7 @@ class SlackTransport:
             place=Place(id=channel_id, name=channel.get("name"), is_dm=channel_id.startswith("D")),
             text=f"confirm {actions[0].get('value', '')}",
         )
-        reply = await self._handle(inv)
-        try:
-            await respond(response_type="ephemeral", replace_original=True, **reply_message(reply))
-        except Exception as exc:
-            log.warning("slack.respond_failed", error=type(exc).__name__)
-            await self._ephemeral(channel_id, inv.user_id, reply)
+        await self._answer(respond, channel_id, inv, await self._handle(inv))
 
     async def _invocation(
         self, *, user_id: str, user_name: str, place: Place, text: str
@@ -202,6 +188,17 @@ class SlackTransport:
         if reply.announcement is not None and self.outbox is not None:
             self.outbox.wake()
         return reply
+
+    async def _answer(
+        self, respond: Respond, channel_id: str, inv: Invocation, reply: Reply
+    ) -> None:
+        """Privately, through the response_url; or, when that has expired or been used up,
+        as an ephemeral message where the person is."""
+        try:
+            await respond(response_type="ephemeral", replace_original=True, **reply_message(reply))
+        except Exception as exc:
+            log.warning("slack.respond_failed", error=type(exc).__name__)
+            await self._ephemeral(channel_id, inv.user_id, reply)
 
     async def _ephemeral(self, channel_id: str, user_id: str, reply: Reply) -> None:
         try:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import Table, event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -41,6 +41,14 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def insert_ignoring_conflicts(session: AsyncSession, table: type[Any] | Table) -> Any:
+    """An INSERT that skips rows whose key exists (ON CONFLICT DO NOTHING), in the session's
+    dialect: how first contact, idempotency keys and lock rows stay single under races."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(table)
 
 
 class Store:
@@ -89,10 +97,10 @@ async def lock_flag(session: AsyncSession, name: str) -> dict[Environment, FlagL
     one; a rolled-back change takes its new rows with it. Environments are locked in one
     fixed order so two changes never deadlock.
     """
-    dialect = session.get_bind().dialect.name
     rows = [{"name": name, "environment": env.value} for env in Environment]
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    await session.execute(insert(FlagLedger).values(rows).on_conflict_do_nothing())
+    await session.execute(
+        insert_ignoring_conflicts(session, FlagLedger).values(rows).on_conflict_do_nothing()
+    )
     result = await session.scalars(
         select(FlagLedger)
         .where(FlagLedger.name == name)
