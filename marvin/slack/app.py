@@ -103,9 +103,18 @@ class SlackTransport:
         self._spawn(self._confirm(body, respond))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(self._guarded(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guarded(work: Coroutine[Any, Any, None]) -> None:
+        # The pipeline answers its own failures; this catches the transport's (Slack down
+        # while replying), which must not vanish as an unretrieved task exception.
+        try:
+            await work
+        except Exception:
+            log.exception("slack.background_failed")
 
     async def drain(self, grace: float = 20.0) -> None:
         """Let work already acknowledged finish before shutting down: it was accepted."""

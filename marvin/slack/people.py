@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -58,7 +59,7 @@ class SlackPeople:
             return cached
         try:
             response = await self._client.users_info(user=user_id)
-        except SlackApiError as exc:
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             self._metrics.api_errors.labels("slack", "users.info", _error(exc)).inc()
             log.warning("slack.users_info_failed", user=user_id, error=_error(exc))
             return None
@@ -78,8 +79,10 @@ class SlackPeople:
         return user
 
 
-def _error(exc: SlackApiError) -> str:
-    return str(exc.response.get("error") or exc.response.status_code)
+def _error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or exc.response.status_code)
+    return type(exc).__name__
 
 
 class SlackPresence:
@@ -126,7 +129,7 @@ class SlackPresence:
             start, end = dnd.get("next_dnd_start_ts"), dnd.get("next_dnd_end_ts")
             if dnd.get("dnd_enabled") and start and end and start <= now < end:
                 return "in do-not-disturb hours"
-        except SlackApiError as exc:
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             self._metrics.api_errors.labels("slack", "presence", _error(exc)).inc()
             log.warning("slack.presence_failed", user=user_id, error=_error(exc))
             return None
