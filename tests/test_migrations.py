@@ -26,6 +26,7 @@ TABLES = {
     "outbox",
     "confirmations",
     "inbound_events",
+    "inbox",
 }
 
 

@@ -208,6 +208,23 @@ class InboundEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
+class InboxItem(Base):
+    """Work a chat handed us and we acknowledged: written before the acknowledgement, so a
+    crash after it delays the work and never drops it."""
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), unique=True)
+    transport: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class OutboxMessage(Base):
     """A call to the outside world that must not be lost: written first, delivered later."""
 
