@@ -25,7 +25,7 @@ from marvin.models import Invocation, Place, Reply
 from marvin.outbox import OutboxWorker
 from marvin.pipeline import Pipeline
 from marvin.slack.people import SlackPeople
-from marvin.slack.render import CONFIRM_ACTION, reply_message
+from marvin.slack.render import CONFIRM_ACTION, escape, reply_message
 from marvin.store.db import Store, insert_ignoring_conflicts
 from marvin.store.tables import InboundEvent
 
@@ -85,11 +85,14 @@ class SlackTransport:
 
     async def _on_command(self, ack: Any, body: dict[str, Any], respond: Respond) -> None:
         text = str(body.get("text") or "").strip()
-        shown = text if len(text) <= 60 else text[:60] + "…"
+        shown = escape(text if len(text) <= 60 else text[:60] + "…")
         await ack(response_type="ephemeral", text=f"Working on `{shown or 'help'}`…")
         self._spawn(self._command(body, respond))
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        # Another bot naming Marvin is not a person asking (and two bots could loop).
+        if event.get("bot_id") or event.get("subtype"):
+            return
         self._spawn(self._conversation(body, event))
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
@@ -204,10 +207,20 @@ class SlackTransport:
         """Privately, through the response_url; or, when that has expired or been used up,
         as an ephemeral message where the person is."""
         try:
-            await respond(response_type="ephemeral", replace_original=True, **reply_message(reply))
+            response = await respond(
+                response_type="ephemeral", replace_original=True, **reply_message(reply)
+            )
         except Exception as exc:
-            log.warning("slack.respond_failed", error=type(exc).__name__)
-            await self._ephemeral(channel_id, inv.user_id, reply)
+            error = type(exc).__name__
+        else:
+            # A used-up or expired response_url answers 4xx without raising.
+            status = int(getattr(response, "status_code", 200))
+            if status < 400:
+                return
+            error = str(getattr(response, "body", "") or status)[:100]
+        self.metrics.api_errors.labels("slack", "response_url", error).inc()
+        log.warning("slack.respond_failed", error=error)
+        await self._ephemeral(channel_id, inv.user_id, reply)
 
     async def _ephemeral(self, channel_id: str, user_id: str, reply: Reply) -> None:
         try:

@@ -53,8 +53,9 @@ class SlackPeople:
         self._metrics = metrics
         self._cache = _TTLCache(config.people_cache_seconds)
 
-    async def get(self, user_id: str) -> SlackUser | None:
-        cached: SlackUser | None = self._cache.get(user_id)
+    async def get(self, user_id: str, *, fresh: bool = False) -> SlackUser | None:
+        """Who `user_id` is; `fresh` asks Slack even when a cached answer exists."""
+        cached: SlackUser | None = None if fresh else self._cache.get(user_id)
         if cached is not None:
             return cached
         try:
@@ -133,7 +134,9 @@ class SlackPresence:
             self._metrics.api_errors.labels("slack", "presence", _error(exc)).inc()
             log.warning("slack.presence_failed", user=user_id, error=_error(exc))
             return None
-        user = await self._people.get(user_id)
+        # The status is part of what this cache keeps (presence_cache_seconds), so it is
+        # read afresh here rather than from the longer-lived people cache.
+        user = await self._people.get(user_id, fresh=True)
         if user is None:
             return None
         if user.status_expiration and user.status_expiration <= now:

@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -114,9 +115,15 @@ def build_web_app(
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        timestamp = request.headers.get("X-Slack-Request-Timestamp")
+        if timestamp is not None and not timestamp.strip().isdigit():
+            # SignatureVerifier would raise on it (a 500 anyone could cause); it is unsigned.
+            return web.json_response({"error": "invalid request"}, status=401)
         try:
             bolt_request = await to_bolt_request(request)
-        except UnicodeDecodeError:
+        except (ValueError, AttributeError, TypeError):
+            # Bolt parses the body before verifying it: not UTF-8, not JSON, or JSON that is
+            # not an object (a list, a string) is refused here rather than crashing into a 500.
             return web.json_response({"ok": False, "error": "invalid_body"}, status=400)
         bolt_response = await transport.app.async_dispatch(bolt_request)
         response = await to_aiohttp_response(bolt_response)
@@ -151,32 +158,48 @@ async def serve(
     bot = build_bot(settings, secrets)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            pass
     runner = web.AppRunner(bot.web, access_log=None)
     await runner.setup()
-    site = web.TCPSite(
-        runner, settings.slack.host, port if port is not None else settings.slack.port
-    )
-    await site.start()
-    bound = runner.addresses[0][1] if runner.addresses else settings.slack.port
+    handled: list[signal.Signals] = []
     socket_mode: AsyncSocketModeHandler | None = None
-    if settings.slack.mode == "socket":
-        assert secrets.app_token is not None
-        socket_mode = AsyncSocketModeHandler(
-            bot.transport.app,
-            app_token=secrets.app_token.get_secret_value(),
-            web_client=bot.transport.client,
-        )
-        await socket_mode.connect_async()  # type: ignore[no-untyped-call]
-    worker = asyncio.create_task(bot.outbox.run(stop))
-    log.info("serve.started", mode=settings.slack.mode, port=bound)
-    if ready is not None:
-        ready(bound)
+    worker: asyncio.Task[None] | None = None
+    # Whatever fails on the way up, the port, the database pool and the signal handlers
+    # are given back.
     try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        site = web.TCPSite(
+            runner, settings.slack.host, port if port is not None else settings.slack.port
+        )
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else settings.slack.port
+        if settings.slack.mode == "socket":
+            assert secrets.app_token is not None
+            app_token = secrets.app_token.get_secret_value()
+            # The first connection URL is asked for here: slack_sdk retries a refused (revoked,
+            # mistyped) app token forever, a traceback every few seconds, and never says so.
+            url: str | None = None
+            try:
+                opened = await bot.transport.client.apps_connections_open(app_token=app_token)
+                url = str(opened["url"])
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or exc.response.status_code)
+                if error != "ratelimited":
+                    log.error("serve.socket_mode_refused", error=error)
+                    return 2
+            socket_mode = AsyncSocketModeHandler(
+                bot.transport.app, app_token=app_token, web_client=bot.transport.client
+            )
+            socket_mode.client.wss_uri = url
+            await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+        worker = asyncio.create_task(bot.outbox.run(stop))
+        log.info("serve.started", mode=settings.slack.mode, port=bound)
+        if ready is not None:
+            ready(bound)
         await stop.wait()
     finally:
         log.info("serve.stopping")
@@ -184,7 +207,11 @@ async def serve(
             await socket_mode.close_async()  # type: ignore[no-untyped-call]
         await bot.transport.drain()
         stop.set()
-        await worker
+        if worker is not None:
+            await worker
         await runner.cleanup()
         await bot.services.store.dispose()
+        for sig in handled:
+            # The loop may outlive this server (tests, embedding): Ctrl-C is theirs again.
+            loop.remove_signal_handler(sig)
     return 0
