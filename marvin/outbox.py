@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -23,6 +24,17 @@ from marvin.store.tables import OutboxMessage
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF = timedelta(minutes=5)
+# How long a claimed message is someone's to deliver before it is due again (a crash).
+LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    kind: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
 
 
 class DeliveryError(Exception):
@@ -89,8 +101,22 @@ class OutboxWorker:
         self._wake.set()
 
     async def deliver_due(self) -> int:
-        """Try every message that is due; returns how many were delivered."""
+        """Try every message that is due; returns how many were delivered.
+
+        No transaction is open while a sink talks to the outside world: on SQLite that
+        would hold the write lock every command needs, for as long as Slack takes (rate
+        limits included). Claimed messages carry a lease instead, so a crash mid-delivery
+        makes them due again rather than lost.
+        """
+        claimed = await self._claim()
         delivered = 0
+        for group in self._groups(claimed):
+            error = await self._call(group)
+            delivered += await self._record(group, error)
+        return delivered
+
+    async def _claim(self) -> list[_Claimed]:
+        now = self._clock.now()
         async with self._store.transaction(write=True) as session:
             rows = list(
                 await session.scalars(
@@ -98,67 +124,73 @@ class OutboxWorker:
                     .where(
                         OutboxMessage.status == "pending",
                         OutboxMessage.kind.in_(list(self._sinks)),
-                        OutboxMessage.next_attempt_at <= self._clock.now(),
+                        OutboxMessage.next_attempt_at <= now,
                     )
                     .order_by(OutboxMessage.id)
                     .limit(self._batch)
                     .with_for_update(skip_locked=True)
                 )
             )
-            for group in self._groups(rows):
-                delivered += await self._deliver(group)
-        return delivered
+            for row in rows:
+                row.attempts += 1
+                row.next_attempt_at = now + LEASE
+            return [
+                _Claimed(r.id, r.kind, r.idempotency_key, dict(r.payload), r.attempts) for r in rows
+            ]
 
-    def _groups(self, rows: list[OutboxMessage]) -> list[list[OutboxMessage]]:
-        """One group per message to send: batch sinks get a kind's rows per channel."""
-        groups: dict[tuple[str, str], list[OutboxMessage]] = {}
-        singles: list[list[OutboxMessage]] = []
-        for row in rows:
-            if hasattr(self._sinks[row.kind], "deliver_batch"):
-                key = (row.kind, str(row.payload.get("channel_id", "")))
-                groups.setdefault(key, []).append(row)
+    def _groups(self, claimed: list[_Claimed]) -> list[list[_Claimed]]:
+        """One group per message to send: batch sinks get a kind's messages per channel."""
+        groups: dict[tuple[str, str], list[_Claimed]] = {}
+        singles: list[list[_Claimed]] = []
+        for item in claimed:
+            if hasattr(self._sinks[item.kind], "deliver_batch"):
+                key = (item.kind, str(item.payload.get("channel_id", "")))
+                groups.setdefault(key, []).append(item)
             else:
-                singles.append([row])
+                singles.append([item])
         chunked = []
         for group in groups.values():
             size = int(getattr(self._sinks[group[0].kind], "max_batch", 20))
             chunked += [group[i : i + size] for i in range(0, len(group), size)]
         return [*chunked, *singles]
 
-    async def _deliver(self, rows: list[OutboxMessage]) -> int:
-        now = self._clock.now()
-        sink = self._sinks[rows[0].kind]
-        for row in rows:
-            row.attempts += 1
+    async def _call(self, group: list[_Claimed]) -> DeliveryError | None:
+        sink = self._sinks[group[0].kind]
         try:
-            if len(rows) > 1:
+            if len(group) > 1:
                 batch_sink: BatchSink = sink  # type: ignore[assignment]
-                await batch_sink.deliver_batch([(r.idempotency_key, r.payload) for r in rows])
+                await batch_sink.deliver_batch([(c.key, c.payload) for c in group])
             else:
-                await sink.deliver(rows[0].payload, rows[0].idempotency_key)
+                await sink.deliver(group[0].payload, group[0].key)
         except DeliveryError as exc:
-            for row in rows:
-                row.last_error = str(exc)[:2000]
-                if not exc.retry or row.attempts >= self._max_attempts:
-                    row.status = "failed"
-                    log.error("outbox.failed", id=row.id, kind=row.kind, error=row.last_error)
-                else:
-                    wait = timedelta(seconds=exc.after) if exc.after else backoff(row.attempts)
-                    row.next_attempt_at = now + wait
-                    log.warning("outbox.retry", id=row.id, kind=row.kind, error=row.last_error)
-            return 0
+            return exc
         except Exception as exc:
             # An unexpected failure is retried too: losing the message is the worse outcome.
-            for row in rows:
-                row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-                row.next_attempt_at = now + backoff(row.attempts)
-            log.exception("outbox.error", ids=[r.id for r in rows], kind=rows[0].kind)
-            return 0
-        for row in rows:
-            row.status = "delivered"
-            row.delivered_at = now
-            row.last_error = None
-        return len(rows)
+            log.exception("outbox.error", ids=[c.id for c in group], kind=group[0].kind)
+            return DeliveryError(f"{type(exc).__name__}: {exc}")
+        return None
+
+    async def _record(self, group: list[_Claimed], error: DeliveryError | None) -> int:
+        now = self._clock.now()
+        async with self._store.transaction(write=True) as session:
+            for item in group:
+                row = await session.get(OutboxMessage, item.id)
+                if row is None:
+                    continue
+                if error is None:
+                    row.status = "delivered"
+                    row.delivered_at = now
+                    row.last_error = None
+                    continue
+                row.last_error = str(error)[:2000]
+                if not error.retry or item.attempts >= self._max_attempts:
+                    row.status = "failed"
+                    log.error("outbox.failed", id=item.id, kind=item.kind, error=row.last_error)
+                else:
+                    wait = timedelta(seconds=error.after) if error.after else backoff(item.attempts)
+                    row.next_attempt_at = now + wait
+                    log.warning("outbox.retry", id=item.id, kind=item.kind, error=row.last_error)
+        return 0 if error is not None else len(group)
 
     async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         while not stop.is_set():

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from marvin.outbox import DeliveryError, OutboxWorker, enqueue
+from marvin.outbox import LEASE, DeliveryError, OutboxWorker, enqueue
 from marvin.pipeline import announcement_kind
 from marvin.store.tables import OutboxMessage
 from tests.harness import Bot
@@ -67,3 +69,47 @@ async def test_a_denied_change_leaves_nothing_to_announce(bot: Bot) -> None:
     reply = await bot.say("carol", "feature set x true --staging")
     assert reply.denied_by == "roles"
     assert await bot.rows(OutboxMessage) == []
+
+
+class StuckSink:
+    """A chat that does not answer until the test lets it."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
+        self.entered.set()
+        await self.release.wait()
+
+
+async def test_commands_do_not_wait_for_a_slow_chat(any_bot: Bot) -> None:
+    bot = any_bot
+    await bot.say("alice", "feature set x true --staging")
+    sink = StuckSink()
+    worker = OutboxWorker(bot.services.store, {announcement_kind("test"): sink}, bot.clock)
+    delivery = asyncio.create_task(worker.deliver_due())
+    await asyncio.wait_for(sink.entered.wait(), 10)
+    # The chat is still not answering: a change must go through regardless.
+    reply = await asyncio.wait_for(bot.say("alice", "feature set y true --staging"), 10)
+    assert reply.ok, reply.text
+    sink.release.set()
+    assert await delivery == 1
+
+
+async def test_a_delivery_that_dies_midway_is_due_again_after_its_lease(bot: Bot) -> None:
+    await bot.say("alice", "feature set x true --staging")
+    sink = StuckSink()
+    worker = OutboxWorker(bot.services.store, {announcement_kind("test"): sink}, bot.clock)
+    delivery = asyncio.create_task(worker.deliver_due())
+    await asyncio.wait_for(sink.entered.wait(), 10)
+    delivery.cancel()  # the process dies while the chat has the message
+    with contextlib.suppress(asyncio.CancelledError):
+        await delivery
+    healthy = FlakySink([])
+    again = OutboxWorker(bot.services.store, {announcement_kind("test"): healthy}, bot.clock)
+    assert await again.deliver_due() == 0  # still leased to the one that died
+    bot.clock.advance(LEASE)
+    assert await again.deliver_due() == 1
+    [row] = await bot.rows(OutboxMessage)
+    assert row.status == "delivered" and row.attempts == 2
