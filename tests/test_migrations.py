@@ -25,7 +25,6 @@ TABLES = {
     "local_issues",
     "outbox",
     "confirmations",
-    "inbound_events",
     "inbox",
 }
 

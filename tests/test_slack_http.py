@@ -29,7 +29,7 @@ from marvin.store.tables import (
     Account,
     AuditRecord,
     Confirmation,
-    InboundEvent,
+    InboxItem,
     LocalFlag,
     OutboxMessage,
 )
@@ -483,7 +483,7 @@ async def test_a_redelivered_event_is_handled_once(
     assert len(rig.posts(dm_id("carol"))) == answers
     assert len(await audit(rig, AuditRecord.outcome == "ok")) == answers
     assert len(await rig.rows(Account)) == 1
-    assert len(await rig.rows(InboundEvent)) == answers
+    assert len(await rig.rows(InboxItem, InboxItem.kind == "event")) == answers
 
 
 # ------------------------------------------------------------------ availability from Slack
@@ -779,7 +779,7 @@ async def test_a_crash_inside_is_a_short_answer_with_a_request_id(
     assert reply["response_type"] == "ephemeral"
     match = re.fullmatch(
         r":warning: (Welcome!.*\n\n)?Something went wrong on my side and nothing was changed\. "
-        r"Quote request id `([0-9a-f]{16})` when you ask for help\.",
+        r"Quote request id `(slack-[0-9]+)` when you ask for help\.",
         reply["text"],
         flags=re.DOTALL,
     )

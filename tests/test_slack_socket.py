@@ -19,7 +19,7 @@ from sqlalchemy import select
 from marvin.slack.secrets import SlackSecrets
 from marvin.slack.server import serve
 from marvin.store.db import Store
-from marvin.store.tables import Account, AuditRecord, InboundEvent, OutboxMessage
+from marvin.store.tables import Account, AuditRecord, InboxItem, OutboxMessage
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_socket import FakeSocketModeServer
 from tests.harness import make_settings
@@ -203,7 +203,7 @@ async def test_a_redelivered_envelope_is_handled_once(served: Served) -> None:
     )
     threads = [c.params.get("thread_ts") for c in served.api.calls("chat.postMessage")]
     assert threads.count(event["ts"]) == 1
-    assert len(await served.rows(InboundEvent)) == 2
+    assert len(await served.rows(InboxItem, InboxItem.kind == "event")) == 2
 
 
 @pytest.mark.parametrize("how", ["disconnect message", "connection dropped"])

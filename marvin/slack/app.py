@@ -1,9 +1,10 @@
 """The Bolt app: slash command, DMs and mentions, and the confirm button.
 
-Every listener acks at once and hands the work to a background task, so the ack never waits
-for the database or another API. Bolt runs with `process_before_response=True`: the
-listener returns as soon as it has acked, so Slack gets its answer in about a millisecond
-instead of the ~10 ms poll of Bolt's default runner.
+Each listener writes the delivery to the inbox, acks, and leaves the work to a background
+task, so the ack waits for one small local write and nothing else. Bolt runs with
+`process_before_response=True`, so the ack goes out as the listener returns rather than at
+the next ~10 ms poll of Bolt's default runner. The work runs from what the inbox stored, so
+work acknowledged before a crash is taken up again on start, on the very same path.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from marvin import inbox
 from marvin.config import Settings
 from marvin.metrics import Metrics
 from marvin.models import Invocation, Place, Reply
@@ -26,27 +31,18 @@ from marvin.outbox import OutboxWorker
 from marvin.pipeline import Pipeline
 from marvin.slack.people import SlackPeople
 from marvin.slack.render import CONFIRM_ACTION, escape, reply_message
-from marvin.store.db import Store, insert_ignoring_conflicts
-from marvin.store.tables import InboundEvent
+from marvin.store.db import Store
 
 log = structlog.get_logger(__name__)
 
 TRANSPORT = "slack"
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+>[\s:,]*")
-
-Respond = Callable[..., Awaitable[Any]]
-
-
-async def first_delivery(store: Store, key: str, now: Any) -> bool:
-    """True the first time a delivery is seen; Slack redelivers events it thinks were lost."""
-    async with store.transaction(write=True) as session:
-        result = await session.execute(
-            insert_ignoring_conflicts(session, InboundEvent)
-            .values(key=key, received_at=now)
-            .on_conflict_do_nothing()
-            .returning(InboundEvent.key)
-        )
-        return result.scalar_one_or_none() is not None
+# A response_url answers for 30 minutes; work older than this can no longer reply there.
+REDO_WITHIN = timedelta(minutes=25)
+UNAVAILABLE = (
+    "I can't take commands right now: my database isn't answering. Nothing was done; "
+    "please try again in a minute."
+)
 
 
 class SlackTransport:
@@ -68,12 +64,14 @@ class SlackTransport:
         self.metrics = metrics
         self.outbox = outbox
         self._tasks: set[asyncio.Task[None]] = set()
+        self._identity: AuthorizeResult | None = None
         self.app = AsyncApp(
             client=client,
             signing_secret=signing_secret,
             # Socket Mode has no HTTP requests to verify; HTTP mode always verifies.
             request_verification_enabled=signing_secret is not None,
             process_before_response=True,
+            authorize=self._authorizer(),
             logger=None,
         )
         self.app.command(settings.slack.command)(self._on_command)
@@ -81,29 +79,115 @@ class SlackTransport:
         self.app.event("message")(self._on_message)
         self.app.action(CONFIRM_ACTION)(self._on_confirm)
 
-    # --- listeners: ack, then work in the background ----------------------------------
+    @property
+    def _store(self) -> Store:
+        return self.pipeline.services.store
 
-    async def _on_command(self, ack: Any, body: dict[str, Any], respond: Respond) -> None:
+    def _now(self) -> datetime:
+        return self.pipeline.services.clock.now()
+
+    # --- who we are: asked once, not on the first request's ack path --------------------
+
+    async def prepare(self) -> None:
+        """Ask Slack who this bot is (auth.test); raises SlackApiError on a bad token."""
+        response = await self.client.auth_test()
+        self._identity = AuthorizeResult.from_auth_test_response(
+            auth_test_response=response, bot_token=self.client.token
+        )
+
+    def _authorizer(self) -> Callable[..., Awaitable[AuthorizeResult]]:
+        # Bolt passes the arguments a function names; a bound method's `self` confuses it.
+        async def authorize(
+            enterprise_id: str | None = None, team_id: str | None = None
+        ) -> AuthorizeResult:
+            if self._identity is None:
+                await self.prepare()
+            assert self._identity is not None
+            return self._identity
+
+        return authorize
+
+    # --- listeners: write the delivery down, ack, then work in the background -----------
+
+    async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
         text = str(body.get("text") or "").strip()
+        payload = {
+            k: body.get(k)
+            for k in ("user_id", "user_name", "channel_id", "channel_name", "text", "response_url")
+        }
+        try:
+            item = await self._accept(
+                f"command:{body.get('trigger_id') or uuid.uuid4().hex}", "command", payload
+            )
+        except Exception:
+            log.exception("slack.accept_failed", kind="command")
+            await ack(response_type="ephemeral", text=UNAVAILABLE)
+            return
         shown = escape(text if len(text) <= 60 else text[:60] + "…")
         await ack(response_type="ephemeral", text=f"Working on `{shown or 'help'}`…")
-        self._spawn(self._command(body, respond))
+        if item is not None:
+            self._spawn(self._work(item, "command", payload))
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # Another bot naming Marvin is not a person asking (and two bots could loop).
         if event.get("bot_id") or event.get("subtype"):
             return
-        self._spawn(self._conversation(body, event))
+        await self._on_event(body, event)
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         # Only direct messages from people: not edits, joins, or other bots (ourselves).
         if event.get("channel_type") != "im" or event.get("subtype") or event.get("bot_id"):
             return
-        self._spawn(self._conversation(body, event))
+        await self._on_event(body, event)
 
-    async def _on_confirm(self, ack: Any, body: dict[str, Any], respond: Respond) -> None:
+    async def _on_event(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        # Slack redelivers an event it thinks was lost (same event_id): the inbox keeps one.
+        # If the inbox can't be written this raises, Slack gets an error, and tries again.
+        event_id = str(body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
+        payload = {
+            k: event.get(k) for k in ("channel", "user", "text", "ts", "thread_ts", "channel_type")
+        }
+        item = await self._accept(f"event:{event_id}", "event", payload)
+        if item is None:
+            log.info("slack.duplicate_event", event_id=event_id)
+            return
+        self._spawn(self._work(item, "event", payload))
+
+    async def _on_confirm(self, ack: Any, body: dict[str, Any]) -> None:
+        action = (body.get("actions") or [{}])[0]
+        user = body.get("user") or {}
+        channel = body.get("channel") or {}
+        payload = {
+            "user_id": user.get("id"),
+            "user_name": user.get("username") or user.get("name"),
+            "channel_id": channel.get("id"),
+            "channel_name": channel.get("name"),
+            "value": action.get("value"),
+            "response_url": body.get("response_url"),
+        }
+        key = f"action:{user.get('id')}:{action.get('action_ts') or uuid.uuid4().hex}"
+        try:
+            item = await self._accept(key, "action", payload)
+        except Exception:
+            log.exception("slack.accept_failed", kind="action")
+            await ack()
+            await self._post_ephemeral(
+                str(payload["channel_id"] or ""), str(payload["user_id"] or ""), UNAVAILABLE
+            )
+            return
         await ack()
-        self._spawn(self._confirm(body, respond))
+        if item is not None:
+            self._spawn(self._work(item, "action", payload))
+
+    async def _accept(self, key: str, kind: str, payload: dict[str, Any]) -> int | None:
+        return await inbox.accept(
+            self._store,
+            key=f"slack:{key}",
+            transport=TRANSPORT,
+            kind=kind,
+            payload=payload,
+            now=self._now(),
+        )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(self._guarded(work))
@@ -124,34 +208,64 @@ class SlackTransport:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
 
-    # --- the work -----------------------------------------------------------------------
+    async def recover(self) -> int:
+        """Take up work acknowledged before a crash; tell people about work too old to do."""
+        redo, expired = await inbox.pending(self._store, TRANSPORT, self._now(), REDO_WITHIN)
+        for item in redo:
+            self._spawn(self._work(item.id, item.kind, dict(item.payload)))
+        for item in expired:
+            channel = item.payload.get("channel_id") or item.payload.get("channel")
+            user = item.payload.get("user_id") or item.payload.get("user")
+            if channel and user:
+                await self._post_ephemeral(
+                    str(channel),
+                    str(user),
+                    "I was restarted while working on something you asked and couldn't get "
+                    "back to it in time. Check its state (e.g. `feature history`) before "
+                    "asking again.",
+                )
+        if redo or expired:
+            log.info("slack.recovered", redone=len(redo), abandoned=len(expired))
+        return len(redo)
 
-    async def _command(self, body: dict[str, Any], respond: Respond) -> None:
-        channel_id = str(body.get("channel_id", ""))
+    # --- the work, from the stored payload (live, or taken up again after a crash) ------
+
+    async def _work(self, item: int, kind: str, payload: dict[str, Any]) -> None:
+        if not await inbox.start(self._store, item):
+            return
+        try:
+            request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
+            if kind == "command":
+                await self._command(payload, request_id)
+            elif kind == "event":
+                await self._conversation(payload, request_id)
+            else:
+                await self._confirm(payload, request_id)
+        finally:
+            await inbox.finish(self._store, item, self._now())
+
+    async def _command(self, payload: dict[str, Any], request_id: str) -> None:
+        channel_id = str(payload.get("channel_id") or "")
         inv = await self._invocation(
-            user_id=str(body.get("user_id", "")),
-            user_name=str(body.get("user_name", "")),
+            request_id,
+            user_id=str(payload.get("user_id") or ""),
+            user_name=str(payload.get("user_name") or ""),
             place=Place(
                 id=channel_id,
-                name=body.get("channel_name"),
-                is_dm=channel_id.startswith("D") or body.get("channel_name") == "directmessage",
+                name=payload.get("channel_name"),
+                is_dm=channel_id.startswith("D") or payload.get("channel_name") == "directmessage",
             ),
-            text=str(body.get("text") or "").strip() or "help",
+            text=str(payload.get("text") or "").strip() or "help",
         )
-        await self._answer(respond, channel_id, inv, await self._handle(inv))
+        await self._answer(payload.get("response_url"), channel_id, inv, await self._handle(inv))
 
-    async def _conversation(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        event_id = str(body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
-        if not await first_delivery(
-            self.pipeline.services.store, f"slack:{event_id}", self.pipeline.services.clock.now()
-        ):
-            log.info("slack.duplicate_event", event_id=event_id)
-            return
-        channel_id = str(event.get("channel", ""))
-        user_id = str(event.get("user", ""))
+    async def _conversation(self, event: dict[str, Any], request_id: str) -> None:
+        channel_id = str(event.get("channel") or "")
+        user_id = str(event.get("user") or "")
         text = _LEADING_MENTION.sub("", str(event.get("text") or "")).strip() or "help"
         info = await self.people.get(user_id)
         inv = await self._invocation(
+            request_id,
             user_id=user_id,
             user_name=info.name if info else user_id,
             place=Place(id=channel_id, is_dm=event.get("channel_type") == "im"),
@@ -166,32 +280,33 @@ class SlackTransport:
         except SlackApiError as exc:
             self._api_error("chat.postMessage", exc)
 
-    async def _confirm(self, body: dict[str, Any], respond: Respond) -> None:
-        actions = body.get("actions") or [{}]
-        user = body.get("user") or {}
-        channel = body.get("channel") or {}
-        channel_id = str(channel.get("id", ""))
+    async def _confirm(self, payload: dict[str, Any], request_id: str) -> None:
+        channel_id = str(payload.get("channel_id") or "")
+        user_id = str(payload.get("user_id") or "")
         inv = await self._invocation(
-            user_id=str(user.get("id", "")),
-            user_name=str(user.get("username") or user.get("name") or user.get("id", "")),
-            place=Place(id=channel_id, name=channel.get("name"), is_dm=channel_id.startswith("D")),
-            text=f"confirm {actions[0].get('value', '')}",
+            request_id,
+            user_id=user_id,
+            user_name=str(payload.get("user_name") or user_id),
+            place=Place(
+                id=channel_id, name=payload.get("channel_name"), is_dm=channel_id.startswith("D")
+            ),
+            text=f"confirm {payload.get('value') or ''}",
         )
-        await self._answer(respond, channel_id, inv, await self._handle(inv))
+        await self._answer(payload.get("response_url"), channel_id, inv, await self._handle(inv))
 
     async def _invocation(
-        self, *, user_id: str, user_name: str, place: Place, text: str
+        self, request_id: str, *, user_id: str, user_name: str, place: Place, text: str
     ) -> Invocation:
         info = await self.people.get(user_id)
         return Invocation(
-            request_id=uuid.uuid4().hex[:16],
+            request_id=request_id,
             transport=TRANSPORT,
             user_id=user_id,
             user_name=user_name or (info.name if info else user_id),
             user_email=info.email if info else None,
             place=place,
             text=text,
-            received_at=self.pipeline.services.clock.now(),
+            received_at=self._now(),
         )
 
     async def _handle(self, inv: Invocation) -> Reply:
@@ -202,31 +317,30 @@ class SlackTransport:
         return reply
 
     async def _answer(
-        self, respond: Respond, channel_id: str, inv: Invocation, reply: Reply
+        self, response_url: Any, channel_id: str, inv: Invocation, reply: Reply
     ) -> None:
         """Privately, through the response_url; or, when that has expired or been used up,
         as an ephemeral message where the person is."""
-        try:
-            response = await respond(
-                response_type="ephemeral", replace_original=True, **reply_message(reply)
-            )
-        except Exception as exc:
-            error = type(exc).__name__
-        else:
-            # A used-up or expired response_url answers 4xx without raising.
-            status = int(getattr(response, "status_code", 200))
-            if status < 400:
-                return
-            error = str(getattr(response, "body", "") or status)[:100]
+        message = {"response_type": "ephemeral", "replace_original": True, **reply_message(reply)}
+        error = "no response_url"
+        if response_url:
+            try:
+                response = await AsyncWebhookClient(str(response_url)).send_dict(message)
+            except Exception as exc:
+                error = type(exc).__name__
+            else:
+                # A used-up or expired response_url answers 4xx without raising.
+                if response.status_code < 400:
+                    return
+                error = str(response.body or response.status_code)[:100]
         self.metrics.api_errors.labels("slack", "response_url", error).inc()
         log.warning("slack.respond_failed", error=error)
-        await self._ephemeral(channel_id, inv.user_id, reply)
+        await self._post_ephemeral(channel_id, inv.user_id, reply)
 
-    async def _ephemeral(self, channel_id: str, user_id: str, reply: Reply) -> None:
+    async def _post_ephemeral(self, channel_id: str, user_id: str, reply: Reply | str) -> None:
+        message = reply_message(reply) if isinstance(reply, Reply) else {"text": escape(reply)}
         try:
-            await self.client.chat_postEphemeral(
-                channel=channel_id, user=user_id, **reply_message(reply)
-            )
+            await self.client.chat_postEphemeral(channel=channel_id, user=user_id, **message)
         except SlackApiError as exc:
             self._api_error("chat.postEphemeral", exc)
 

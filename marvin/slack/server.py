@@ -172,6 +172,12 @@ async def serve(
                 handled.append(sig)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests)
                 pass
+        try:
+            await bot.transport.prepare()
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or exc.response.status_code)
+            log.error("serve.bot_token_refused", error=error)
+            return 2
         site = web.TCPSite(
             runner, settings.slack.host, port if port is not None else settings.slack.port
         )
@@ -196,6 +202,7 @@ async def serve(
             )
             socket_mode.client.wss_uri = url
             await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+        await bot.transport.recover()
         worker = asyncio.create_task(bot.outbox.run(stop))
         log.info("serve.started", mode=settings.slack.mode, port=bound)
         if ready is not None:

@@ -199,15 +199,6 @@ class Confirmation(Base):
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-class InboundEvent(Base):
-    """Deliveries already taken in (chats redeliver); the key is the chat's own event id."""
-
-    __tablename__ = "inbound_events"
-
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
-
-
 class InboxItem(Base):
     """Work a chat handed us and we acknowledged: written before the acknowledgement, so a
     crash after it delays the work and never drops it."""

@@ -1,0 +1,121 @@
+"""What Slack was told we accepted is not lost: not to a crash, not to a database outage.
+
+A crash is simulated where it hurts most: right after the ack, before any of the work ran
+(the work is dropped instead of started). Recovery is what `marvin serve` runs on start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from marvin import inbox
+from marvin.slack import app as slack_app
+from marvin.store.tables import Account, AuditRecord, InboxItem, LocalFlag, OutboxMessage
+from tests.slack_harness import (
+    SlackRig,
+    rig_factory_fixture,  # noqa: F401
+    rig_fixture,  # noqa: F401
+    user_id,
+)
+
+SET_STAGING = "feature set new_nav true --staging"
+
+
+def crash_after_ack(rig: SlackRig, monkeypatch: pytest.MonkeyPatch) -> None:
+    def dropped(work: Coroutine[Any, Any, None]) -> None:
+        work.close()  # the process died: the acknowledged work never ran
+
+    monkeypatch.setattr(rig.bot.transport, "_spawn", dropped)
+
+
+async def test_work_acked_before_a_crash_is_done_on_restart(
+    rig: SlackRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crash_after_ack(rig, monkeypatch)
+    ack = await rig.command("bob", SET_STAGING)
+    assert ack.status == 200 and "Working on" in ack.json()["text"]
+    [item] = await rig.rows(InboxItem)
+    assert item.status == "pending" and item.payload["text"] == SET_STAGING
+    assert await rig.rows(LocalFlag) == []
+
+    monkeypatch.undo()  # the restarted process
+    rig.clock.advance(minutes=3)
+    assert await rig.bot.transport.recover() == 1
+    reply = await rig.reply(ack)
+    assert "`new_nav` in staging is now on for everyone" in reply["text"]
+    assert len(await rig.rows(LocalFlag)) == 1
+    await rig.settle()
+    [item] = await rig.rows(InboxItem)
+    assert item.status == "done"
+    assert await rig.announce() == 1 and len(rig.posts()) == 1
+
+
+async def test_work_too_old_to_answer_is_owned_up_to(
+    rig: SlackRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crash_after_ack(rig, monkeypatch)
+    ack = await rig.command("bob", SET_STAGING)
+    monkeypatch.undo()
+    rig.clock.advance(minutes=26)  # the response_url would no longer take an answer
+    assert await rig.bot.transport.recover() == 0
+    [told] = rig.api.calls("chat.postEphemeral")
+    assert told.params["user"] == user_id("bob")
+    assert "I was restarted" in told.params["text"]
+    assert rig.replies(ack) == [] and await rig.rows(LocalFlag) == []
+    [item] = await rig.rows(InboxItem)
+    assert item.status == "abandoned"
+
+
+async def test_work_redone_after_a_late_crash_announces_once(
+    rig: SlackRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change was made but the crash came before the inbox heard it was done."""
+
+    async def crash_before_finishing(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(slack_app.inbox, "finish", crash_before_finishing)
+    first = await rig.command("bob", SET_STAGING)
+    assert "now on for everyone" in (await rig.reply(first))["text"]
+    await rig.settle()
+    monkeypatch.undo()
+    rig.clock.advance(minutes=1)
+    assert await rig.bot.transport.recover() == 1
+    await rig.settle()
+    replies = rig.replies(first)
+    assert len(replies) == 2 and "already on for everyone" in replies[1]["text"]
+    assert len(await rig.rows(OutboxMessage)) == 1
+    assert await rig.announce() == 1 and len(rig.posts()) == 1
+
+
+async def test_a_database_outage_at_the_ack_is_said_plainly(
+    rig: SlackRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def down(*args: Any, **kwargs: Any) -> int | None:
+        raise OSError("database unreachable")
+
+    monkeypatch.setattr(slack_app.inbox, "accept", down)
+    ack = await rig.command("bob", SET_STAGING)
+    assert ack.status == 200
+    assert ack.json()["text"] == slack_app.UNAVAILABLE
+    await rig.settle()
+    assert rig.replies(ack) == []
+    assert await rig.rows(Account) == [] and await rig.rows(AuditRecord) == []
+
+
+async def test_recovery_takes_up_only_its_own_transport(rig: SlackRig) -> None:
+    await inbox.accept(
+        rig.store,
+        key="shell:1",
+        transport="shell",
+        kind="command",
+        payload={},
+        now=rig.clock.now() - timedelta(minutes=1),
+    )
+    assert await rig.bot.transport.recover() == 0
+    [item] = await rig.rows(InboxItem)
+    assert item.status == "pending"
