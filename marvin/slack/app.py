@@ -10,6 +10,7 @@ work acknowledged before a crash is taken up again on start, on the very same pa
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -65,7 +66,22 @@ class SlackTransport:
         self.outbox = outbox
         self._tasks: set[asyncio.Task[None]] = set()
         self._identity: AuthorizeResult | None = None
-        self.app = AsyncApp(
+        # Bolt warns that the client's token "will be ignored" when `authorize` is given;
+        # it isn't (authorize returns that same token), and the warning alarms operators.
+        framework = logging.getLogger("slack_bolt.AsyncApp")
+        level = framework.level
+        framework.setLevel(logging.ERROR)
+        try:
+            self.app = self._bolt_app(client, signing_secret)
+        finally:
+            framework.setLevel(level)
+        self.app.command(settings.slack.command)(self._on_command)
+        self.app.event("app_mention")(self._on_mention)
+        self.app.event("message")(self._on_message)
+        self.app.action(CONFIRM_ACTION)(self._on_confirm)
+
+    def _bolt_app(self, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+        return AsyncApp(
             client=client,
             signing_secret=signing_secret,
             # Socket Mode has no HTTP requests to verify; HTTP mode always verifies.
@@ -74,10 +90,6 @@ class SlackTransport:
             authorize=self._authorizer(),
             logger=None,
         )
-        self.app.command(settings.slack.command)(self._on_command)
-        self.app.event("app_mention")(self._on_mention)
-        self.app.event("message")(self._on_message)
-        self.app.action(CONFIRM_ACTION)(self._on_confirm)
 
     @property
     def _store(self) -> Store:
