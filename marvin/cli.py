@@ -33,6 +33,20 @@ def _parser() -> argparse.ArgumentParser:
     down = db_sub.add_parser("downgrade", help="revert migrations")
     down.add_argument("revision")
 
+    issue = sub.add_parser("issue", help="the embedded issue tracker (issues.backend: local)")
+    issue_sub = issue.add_subparsers(dest="issue_command", required=True)
+    opened = issue_sub.add_parser("open", help="open an issue")
+    opened.add_argument("title")
+    opened.add_argument("--label", action="append", default=[], help="a label (repeatable)")
+    opened.add_argument("--description", default="")
+    opened.add_argument("--author", default="operator")
+    labelled = issue_sub.add_parser("label", help="add a label, e.g. to approve a deviation")
+    labelled.add_argument("ref")
+    labelled.add_argument("label")
+    closed = issue_sub.add_parser("close", help="close an issue")
+    closed.add_argument("ref")
+    issue_sub.add_parser("list", help="list issues")
+
     config = sub.add_parser("config", help="configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate the configuration; say what is wrong")
@@ -117,6 +131,53 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _issue(settings: Settings, args: argparse.Namespace) -> int:
+    from marvin.adapters.issues import Issue, IssueRefError, LocalIssueTracker
+    from marvin.clock import SystemClock
+    from marvin.store.db import Store
+    from marvin.store.migrate import is_current
+
+    if not await is_current(settings.database.url):
+        print(
+            "The database schema is not up to date: run `marvin db upgrade` first.", file=sys.stderr
+        )
+        return 2
+    store = Store(settings.database.url)
+    tracker = LocalIssueTracker()
+    now = SystemClock().now()
+
+    def show(issue: Issue) -> None:
+        labels = ", ".join(issue.labels) or "no labels"
+        print(f"{issue.ref} [{issue.state}] {issue.title} ({labels})")
+
+    try:
+        async with store.transaction(write=True) as session:
+            if args.issue_command == "open":
+                show(
+                    await tracker.create(
+                        session,
+                        title=args.title,
+                        description=args.description,
+                        labels=args.label,
+                        author=args.author,
+                        now=now,
+                    )
+                )
+            elif args.issue_command == "label":
+                show(await tracker.add_label(session, args.ref, args.label, now))
+            elif args.issue_command == "close":
+                show(await tracker.close(session, args.ref, now))
+            else:
+                for issue in await tracker.all(session):
+                    show(issue)
+    except IssueRefError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        await store.dispose()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _load(args.config)
@@ -138,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_serve(settings, args))
     if args.command == "shell":
         return asyncio.run(_shell(settings, args))
+    if args.command == "issue":
+        return asyncio.run(_issue(settings, args))
     if args.command == "db":
         return asyncio.run(_db(settings, args))
     raise AssertionError(args.command)

@@ -115,3 +115,27 @@ def test_an_unmigrated_database_is_explained(tmp_path: Path) -> None:
     result = marvin(["shell", "--user", "bob", "--json"], url, "whoami\n")
     assert result.returncode == 2
     assert "marvin db upgrade" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_operator_approves_a_deviation_that_a_developer_then_uses(fresh_sqlite: str) -> None:
+    opened = marvin(["issue", "open", "Roll new_nav out fast", "--label", "rollout"], fresh_sqlite)
+    assert opened.returncode == 0 and opened.stdout.startswith("#1 [opened]")
+    converse(fresh_sqlite, "bob", ["feature set new_nav true --staging"])
+    [refused] = converse(fresh_sqlite, "bob", ["feature set new_nav 50 --actors --issue #1"])
+    assert refused["denied_by"] == "ceiling" and "isn't approved" in refused["text"]
+
+    labelled = marvin(["issue", "label", "#1", "deviation::approved"], fresh_sqlite)
+    assert "(rollout, deviation::approved)" in labelled.stdout
+    [asked] = converse(fresh_sqlite, "bob", ["feature set new_nav 50 --actors --issue #1"])
+    assert asked["kind"] == "confirm" and asked["confirm"]
+    [done] = converse(fresh_sqlite, "bob", [f"confirm {asked['confirm']}"])
+    assert done["ok"] and "approved deviation #1" in done["announcement"]
+
+    closed = marvin(["issue", "close", "#1"], fresh_sqlite)
+    assert closed.stdout.startswith("#1 [closed]")
+    listing = marvin(["issue", "list"], fresh_sqlite)
+    assert listing.stdout.splitlines() == [
+        "#1 [closed] Roll new_nav out fast (rollout, deviation::approved)"
+    ]
+    missing = marvin(["issue", "label", "#9", "x"], fresh_sqlite)
+    assert missing.returncode == 1 and "there is no issue #9" in missing.stderr

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.store.tables import LocalIssue
@@ -85,3 +86,30 @@ class LocalIssueTracker:
         session.add(row)
         await session.flush()
         return _issue(row)
+
+    # Administration of the embedded tracker (the `marvin issue` command). A real tracker
+    # (GitLab) is administered in its own UI, so these are not part of the Protocol.
+
+    async def _row(self, session: AsyncSession, ref: str) -> LocalIssue:
+        match = _LOCAL_REF.match(ref.strip())
+        row = await session.get(LocalIssue, int(match.group(1))) if match else None
+        if row is None:
+            raise IssueRefError(f"there is no issue {ref}")
+        return row
+
+    async def add_label(self, session: AsyncSession, ref: str, label: str, now: datetime) -> Issue:
+        row = await self._row(session, ref)
+        if label not in row.labels:
+            row.labels = [*row.labels, label]
+        row.updated_at = now
+        return _issue(row)
+
+    async def close(self, session: AsyncSession, ref: str, now: datetime) -> Issue:
+        row = await self._row(session, ref)
+        row.state = "closed"
+        row.updated_at = now
+        return _issue(row)
+
+    async def all(self, session: AsyncSession) -> list[Issue]:
+        rows = await session.scalars(select(LocalIssue).order_by(LocalIssue.id))
+        return [_issue(row) for row in rows]
