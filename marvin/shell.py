@@ -128,7 +128,7 @@ class Shell:
                 text = text.strip()
                 if text in ("exit", "quit"):
                     return 0
-                if text:
+                if text and not text.startswith("#"):
                     await self.run_line(text)
         except KeyboardInterrupt:
             return 130
