@@ -5,7 +5,10 @@ aiohttp server; the clock stops when the ack response arrives. Marvin's backgrou
 (the pipeline, the reply to the response_url) is drained between requests so each ack is
 measured alone; `--concurrent` leaves it running, as in a busy channel.
 
-    .venv/bin/python -m benchmarks.ack [--requests 300] [--concurrent]
+    .venv/bin/python -m benchmarks.ack [--requests 300] [--concurrent] [--database URL]
+
+`--database` runs Marvin on that (empty, migrated here) database instead of a SQLite file,
+e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/bench.
 """
 
 from __future__ import annotations
@@ -93,10 +96,10 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(len(ordered) * 0.95) - 1]
 
 
-async def main(requests: int, concurrent: bool) -> None:
+async def main(requests: int, concurrent: bool, database: str | None = None) -> None:
     configure_logging("error", "json")
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        url = database or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         await migrate.upgrade(url)
         async with FakeSlackAPI() as api:
             api.add_user("UBOB", "bob", email="bob@example.com")
@@ -117,8 +120,9 @@ async def main(requests: int, concurrent: bool) -> None:
             await bot.transport.drain()
             await bot.services.store.dispose()
     base = summary(results["bolt, process_before_response=False (default)"])[0]
+    where = "PostgreSQL" if database and "postgresql" in database else "SQLite"
     print(
-        f"ack latency over loopback, {requests} signed slash commands each"
+        f"ack latency over loopback, {requests} signed slash commands each, Marvin on {where}"
         f"{' (background work running)' if concurrent else ''}:"
     )
     print(f"{'server':<48} {'median ms':>10} {'p95 ms':>8} {'vs bolt default':>16}")
@@ -131,5 +135,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--concurrent", action="store_true")
+    parser.add_argument("--database", help="Marvin's database URL (default: a SQLite file)")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.concurrent))
+    asyncio.run(main(args.requests, args.concurrent, args.database))
