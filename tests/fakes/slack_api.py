@@ -32,11 +32,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
+
+from tests.fakes.loopback import LoopbackServer
 
 if TYPE_CHECKING:
     from tests.fakes.slack_socket import FakeSocketModeServer
@@ -156,7 +157,7 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
-class FakeSlackAPI:
+class FakeSlackAPI(LoopbackServer):
     """Slack's Web API on ``127.0.0.1``, with state a test sets up and calls it records."""
 
     def __init__(
@@ -244,24 +245,6 @@ class FakeSlackAPI:
         runner, self._runner = self._runner, None
         self._closing.set()
         await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSlackAPI is not started")
-        return self._port
 
     @property
     def base_url(self) -> str:

@@ -29,10 +29,11 @@ import secrets
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from tests.fakes.loopback import LoopbackServer
 
 JSONDict = dict[str, Any]
 
@@ -47,7 +48,7 @@ class _Connection:
     received: list[JSONDict] = field(default_factory=list)
 
 
-class FakeSocketModeServer:
+class FakeSocketModeServer(LoopbackServer):
     """Socket Mode over a WebSocket on ``127.0.0.1``; tests push envelopes and read acks."""
 
     def __init__(self, *, app_id: str = "A1") -> None:
@@ -85,24 +86,6 @@ class FakeSocketModeServer:
         await self.close_all()
         runner, self._runner = self._runner, None
         await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeSocketModeServer is not started")
-        return self._port
 
     def issue_url(self) -> str:
         """A fresh connection URL, in the shape apps.connections.open returns."""
