@@ -32,6 +32,22 @@ class Caller:
         return grant in self.grants
 
 
+async def known_account(session: AsyncSession, inv: Invocation) -> Account | None:
+    """The caller's account when nothing about it needs writing (the usual case)."""
+    account = (
+        await session.scalars(
+            select(Account).where(
+                Account.transport == inv.transport, Account.chat_user_id == inv.user_id
+            )
+        )
+    ).first()
+    if account is None or account.directory_handle is None:
+        return None  # new, or not linked yet: worth another look at the directory
+    if inv.user_email and inv.user_email != account.email:
+        return None
+    return account
+
+
 async def ensure_account(
     session: AsyncSession, inv: Invocation, directory: Directory, now: datetime
 ) -> tuple[Account, bool]:

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from marvin import audit
-from marvin.accounts import ensure_account, load_caller
+from marvin.accounts import ensure_account, known_account, load_caller
 from marvin.commands.base import Change, Context, Done, Rerun
 from marvin.grammar import Parsed, UsageError, parse
 from marvin.models import Announcement, ConfirmRequest, Invocation, Reply
@@ -83,6 +83,11 @@ class Pipeline:
     async def _register(self, inv: Invocation, now: Any) -> tuple[int, str | None]:
         """The caller's account id, and a welcome text when this is their first contact."""
         services = self.services
+        # Most callers are known and linked: a read, without taking the write lock.
+        async with services.store.transaction() as session:
+            known = await known_account(session, inv)
+            if known is not None:
+                return known.id, None
         async with services.store.transaction(write=True) as session:
             account, created = await ensure_account(session, inv, services.directory, now)
             if not created:
@@ -129,6 +134,7 @@ class Pipeline:
             account = await session.get(Account, account_id)
             assert account is not None
             now = services.clock.now()
+            account.last_seen_at = now
             caller = await load_caller(session, account, services.directory, now)
             ctx = Context(
                 invocation=inv, caller=caller, session=session, services=services, now=now

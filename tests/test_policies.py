@@ -413,3 +413,19 @@ async def test_an_unexpected_error_gives_a_request_id_not_a_traceback(bot: Bot) 
     assert "Traceback" not in reply.text
     errors = await bot.rows(AuditRecord, AuditRecord.outcome == "error")
     assert [e.request_id for e in errors] == [inv.request_id]
+
+
+async def test_someone_added_to_the_registry_later_is_linked_on_their_next_message(
+    bot_factory: BotFactory,
+) -> None:
+    before = bot_factory()
+    assert "can't find you" in (await before.say("zed", "whoami")).text
+    people = [p.model_dump() for p in before.settings.directory.people]
+    people.append({"handle": "zed", "email": "zed@example.com", "grants": ["feature_flags"]})
+    after = bot_factory(directory={"people": people})
+    after.clock.advance(hours=1)
+    reply = await after.say("zed", "whoami")
+    assert "GitLab user: zed." in reply.text and "Grants: feature_flags." in reply.text
+    [account] = await after.rows(Account)
+    assert account.directory_handle == "zed"
+    assert account.last_seen_at.replace(tzinfo=None) == after.clock.now().replace(tzinfo=None)
