@@ -156,6 +156,10 @@ async def test_a_slash_command_is_acked_over_the_socket_answered_and_announced(
     assert row.status == "delivered"
     outcomes = [r.outcome for r in await served.rows(AuditRecord)]
     assert sorted(outcomes) == ["allowed", "registered"]
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{served.base}/metrics") as response:
+            metrics = await response.text()
+    assert 'marvin_ack_seconds_count{kind="command"} 1.0' in metrics
 
 
 async def test_a_dm_envelope_registers_the_sender_and_is_answered_in_thread(

@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -48,6 +49,19 @@ def make_client(settings: Settings, secrets: SlackSecrets) -> AsyncWebClient:
             AsyncRateLimitErrorRetryHandler(max_retry_count=settings.slack.rate_limit_retries)
         ],
     )
+
+
+class TimedSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, timing each envelope from arrival to its ack."""
+
+    metrics: Metrics | None = None
+
+    async def handle(self, client: Any, req: Any) -> None:
+        started = time.perf_counter()
+        await super().handle(client, req)
+        if self.metrics is not None:
+            kind = "command" if req.type == "slash_commands" else "other"
+            self.metrics.ack_seconds.labels(kind=kind).observe(time.perf_counter() - started)
 
 
 @dataclass
@@ -197,9 +211,10 @@ async def serve(
                 if error != "ratelimited":
                     log.error("serve.socket_mode_refused", error=error)
                     return 2
-            socket_mode = AsyncSocketModeHandler(
+            socket_mode = TimedSocketModeHandler(
                 bot.transport.app, app_token=app_token, web_client=bot.transport.client
             )
+            socket_mode.metrics = bot.metrics
             socket_mode.client.wss_uri = url
             await socket_mode.connect_async()  # type: ignore[no-untyped-call]
         await bot.transport.recover()
