@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("revision", nargs="?", default="head")
     down = db_sub.add_parser("downgrade", help="revert migrations")
     down.add_argument("revision")
+    db_sub.add_parser("prune", help="remove finished bookkeeping older than retention_days")
 
     issue = sub.add_parser("issue", help="the embedded issue tracker (issues.backend: local)")
     issue_sub = issue.add_subparsers(dest="issue_command", required=True)
@@ -122,6 +123,22 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
 async def _db(settings: Settings, args: argparse.Namespace) -> int:
     from marvin.store import migrate
 
+    if args.db_command == "prune":
+        from datetime import timedelta
+
+        from marvin.clock import SystemClock
+        from marvin.retention import prune
+        from marvin.store.db import Store
+
+        store = Store(settings.database.url)
+        try:
+            counts = await prune(
+                store, SystemClock().now(), timedelta(days=settings.database.retention_days)
+            )
+        finally:
+            await store.dispose()
+        print("Pruned " + ", ".join(f"{n} {name}" for name, n in counts.items()) + ".")
+        return 0
     if args.db_command == "upgrade":
         await migrate.upgrade(settings.database.url, args.revision)
         print(f"Database upgraded to {args.revision}.")

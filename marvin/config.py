@@ -48,6 +48,7 @@ class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///marvin.db"
     echo: bool = False
     pool_size: int = Field(5, ge=1, le=100)
+    retention_days: float = Field(30, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -26,6 +27,7 @@ from marvin.config import Settings
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.outbox import OutboxWorker
 from marvin.pipeline import Pipeline, announcement_kind
+from marvin.retention import prune_periodically
 from marvin.slack.announce import SlackAnnouncer
 from marvin.slack.app import TRANSPORT, SlackTransport
 from marvin.slack.people import SlackPeople, SlackPresence
@@ -177,6 +179,7 @@ async def serve(
     handled: list[signal.Signals] = []
     socket_mode: AsyncSocketModeHandler | None = None
     worker: asyncio.Task[None] | None = None
+    pruner: asyncio.Task[None] | None = None
     # Whatever fails on the way up, the port, the database pool and the signal handlers
     # are given back.
     try:
@@ -219,6 +222,14 @@ async def serve(
             await socket_mode.connect_async()  # type: ignore[no-untyped-call]
         await bot.transport.recover()
         worker = asyncio.create_task(bot.outbox.run(stop))
+        pruner = asyncio.create_task(
+            prune_periodically(
+                bot.services.store,
+                bot.services.clock,
+                timedelta(days=settings.database.retention_days),
+                stop,
+            )
+        )
         log.info("serve.started", mode=settings.slack.mode, port=bound)
         if ready is not None:
             ready(bound)
@@ -231,6 +242,8 @@ async def serve(
         stop.set()
         if worker is not None:
             await worker
+        if pruner is not None:
+            await pruner
         await runner.cleanup()
         await bot.services.store.dispose()
         for sig in handled:
