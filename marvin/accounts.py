@@ -32,15 +32,21 @@ class Caller:
         return grant in self.grants
 
 
-async def known_account(session: AsyncSession, inv: Invocation) -> Account | None:
-    """The caller's account when nothing about it needs writing (the usual case)."""
-    account = (
+async def account_for_chat_user(
+    session: AsyncSession, transport: str, chat_user_id: str
+) -> Account | None:
+    return (
         await session.scalars(
             select(Account).where(
-                Account.transport == inv.transport, Account.chat_user_id == inv.user_id
+                Account.transport == transport, Account.chat_user_id == chat_user_id
             )
         )
     ).first()
+
+
+async def known_account(session: AsyncSession, inv: Invocation) -> Account | None:
+    """The caller's account when nothing about it needs writing (the usual case)."""
+    account = await account_for_chat_user(session, inv.transport, inv.user_id)
     if account is None or account.directory_handle is None:
         return None  # new, or not linked yet: worth another look at the directory
     if inv.user_email and inv.user_email != account.email:
@@ -69,13 +75,8 @@ async def ensure_account(
         .returning(Account.id)
     )
     created = result.scalar_one_or_none() is not None
-    account = (
-        await session.scalars(
-            select(Account).where(
-                Account.transport == inv.transport, Account.chat_user_id == inv.user_id
-            )
-        )
-    ).one()
+    account = await account_for_chat_user(session, inv.transport, inv.user_id)
+    assert account is not None  # inserted above, or already there
     account.last_seen_at = now
     if inv.user_email and account.email != inv.user_email:
         account.email = inv.user_email

@@ -10,7 +10,7 @@ chat the invocation came from.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -22,7 +22,7 @@ from marvin.grammar import Parsed, UsageError, parse
 from marvin.models import Announcement, ConfirmRequest, Invocation, Reply
 from marvin.outbox import enqueue
 from marvin.policies import POLICIES, Decision, Policy, Request
-from marvin.policies.roles import FLAG_GRANT, PRODUCTION_ROLE
+from marvin.policies.roles import meets
 from marvin.store.tables import Account, Confirmation
 from marvin.wiring import Services
 
@@ -80,7 +80,7 @@ class Pipeline:
         )
         return await self._handle(confirmed)
 
-    async def _register(self, inv: Invocation, now: Any) -> tuple[int, str | None]:
+    async def _register(self, inv: Invocation, now: datetime) -> tuple[int, str | None]:
         """The caller's account id, and a welcome text when this is their first contact."""
         services = self.services
         # Most callers are known and linked: a read, without taking the write lock.
@@ -93,6 +93,9 @@ class Pipeline:
             if not created:
                 return account.id, None
             linked = account.directory_handle is not None
+            caller = await load_caller(session, account, services.directory, now)
+            flag_set = services.registry.find("feature", "set")
+            needs = flag_set.needs if flag_set else None
             await audit.record(
                 session,
                 inv,
@@ -102,12 +105,11 @@ class Pipeline:
             )
         log.info("account.registered", account_id=account.id, linked=linked)
         if linked:
-            caller = await self._caller_grants(account.directory_handle)
             hint = (
                 ""
-                if FLAG_GRANT in caller or PRODUCTION_ROLE in caller
-                else " Changing feature flags needs the `feature_flags` grant, which you "
-                "request with an issue labelled `access request`."
+                if needs is None or meets(caller, needs)
+                else f" Changing feature flags needs the `{needs.name}` {needs.kind}, which "
+                "you request with an issue labelled `access request`."
             )
             return account.id, (
                 f"Welcome! I've created your Marvin account, linked to GitLab user "
@@ -117,10 +119,6 @@ class Pipeline:
             "Welcome! I've created your Marvin account, but I can't find you in the roles "
             "registry, so you can read but not change anything yet."
         )
-
-    async def _caller_grants(self, handle: str | None) -> set[str]:
-        person = await self.services.directory.by_handle(handle) if handle else None
-        return set(person.grants) | set(person.roles) if person else set()
 
     async def _run(
         self, inv: Invocation, parsed: Parsed, welcome: tuple[int, str | None]

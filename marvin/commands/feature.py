@@ -10,10 +10,10 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
 
-from marvin.accounts import account_for_handle
+from marvin.accounts import account_for_chat_user, account_for_handle
 from marvin.commands.base import Change, Context, Done, Outcome, Plan, ReadOnly
 from marvin.commands.plans import FlagPlan
-from marvin.commands.spec import Arg, CommandModel, CommandSpec, Opt
+from marvin.commands.spec import Arg, CommandModel, CommandSpec, Needs, Opt
 from marvin.flags import (
     OFF,
     Environment,
@@ -26,7 +26,7 @@ from marvin.flags import (
 )
 from marvin.grammar import mention_id
 from marvin.store.db import lock_flag
-from marvin.store.tables import Account, FlagChange, FlagLedger, Watch
+from marvin.store.tables import FlagChange, FlagLedger, Watch
 
 _PATTERN = re.compile(r"^[a-z0-9_*?]{1,64}$")
 
@@ -143,14 +143,7 @@ async def _resolve_users(cmd: FeatureSet, ctx: Context) -> tuple[str, ...] | Don
         if chat_id is None:
             users.append(item)
             continue
-        account = (
-            await ctx.session.scalars(
-                select(Account).where(
-                    Account.transport == ctx.invocation.transport,
-                    Account.chat_user_id == chat_id,
-                )
-            )
-        ).first()
+        account = await account_for_chat_user(ctx.session, ctx.invocation.transport, chat_id)
         if account is None or not account.gitlab_username:
             return Done(f"I don't know the GitLab username of {item}; give it by name.", ok=False)
         users.append(account.gitlab_username)
@@ -407,6 +400,7 @@ SPECS = (
             *ENV_OPTS,
         ),
         production_change=True,
+        needs=Needs("grant", "feature_flags"),
         examples=("feature set new_navigation 1 --actors", "feature set new_nav true --staging"),
     ),
     CommandSpec(
@@ -418,6 +412,7 @@ SPECS = (
         (_NAME,),
         (_OVERRIDE, *ENV_OPTS),
         production_change=True,
+        needs=Needs("role", "production"),
     ),
     CommandSpec(
         "feature",

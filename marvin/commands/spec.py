@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,6 +45,14 @@ class Opt:
 
 
 @dataclass(frozen=True)
+class Needs:
+    """What the caller must hold to run a command: a grant, or a role itself."""
+
+    kind: Literal["grant", "role"]
+    name: str
+
+
+@dataclass(frozen=True)
 class CommandSpec:
     group: str
     verb: str | None
@@ -55,6 +63,7 @@ class CommandSpec:
     opts: tuple[Opt, ...] = ()
     # Changes production: only from the production channel, audited and announced.
     production_change: bool = False
+    needs: Needs | None = None
     examples: tuple[str, ...] = ()
 
     @property

@@ -1,35 +1,38 @@
 from __future__ import annotations
 
+from marvin.accounts import Caller
+from marvin.commands.spec import Needs
 from marvin.policies.base import Decision, Request
 
-# Who may do what. Production ssh access (support, release managers) is not among these:
-# it does not let anyone delete flags or override the production check.
-FLAG_GRANT = "feature_flags"
+# Production ssh access (support, release managers) is not a grant that changes anything
+# here: it does not let anyone delete flags or override the production check.
 PRODUCTION_ROLE = "production"
-REQUIREMENTS: dict[str, tuple[str, str]] = {
-    # command name -> ("grant" | "role", name)
-    "feature set": ("grant", FLAG_GRANT),
-    "feature delete": ("role", PRODUCTION_ROLE),
-}
+
+
+def meets(caller: Caller, needs: Needs) -> bool:
+    """A grant is held directly or through the `production` role; a role only itself."""
+    if needs.kind == "role":
+        return caller.has_role(needs.name)
+    return caller.has_grant(needs.name) or caller.has_role(PRODUCTION_ROLE)
 
 
 class RolePolicy:
+    """Each command's requirement is declared on its spec, where it cannot drift away."""
+
     name = "roles"
 
     async def check(self, req: Request) -> Decision:
         caller = req.ctx.caller
-        need = REQUIREMENTS.get(req.spec.name)
-        if need is not None:
-            kind, what = need
-            if kind == "grant" and not (caller.has_grant(what) or caller.has_role(PRODUCTION_ROLE)):
+        needs = req.spec.needs
+        if needs is not None and not meets(caller, needs):
+            if needs.kind == "grant":
                 return Decision.deny(
-                    f"`{req.spec.name}` needs the `{what}` grant, which you don't have. "
+                    f"`{req.spec.name}` needs the `{needs.name}` grant, which you don't have. "
                     "Request it with an issue labelled `access request`."
                 )
-            if kind == "role" and not caller.has_role(what):
-                return Decision.deny(
-                    f"`{req.spec.name}` is for production engineers (the `{what}` role) only."
-                )
+            return Decision.deny(
+                f"`{req.spec.name}` is for production engineers (the `{needs.name}` role) only."
+            )
         if getattr(req.command, "ignore_production_check", None) and not caller.has_role(
             PRODUCTION_ROLE
         ):
