@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -157,18 +158,40 @@ def _watch_text(ctx: Context) -> tuple[timedelta, str]:
 
 
 async def _gather(
-    ctx: Context, name: str, env: Environment
-) -> tuple[FlagState | None, FlagState | None, FlagLedger, str | None, bool]:
+    ctx: Context,
+    name: str,
+    env: Environment,
+    action: Literal["set", "delete"],
+    after: Callable[[FlagState | None], FlagState | None],
+    *,
+    of_time: bool = False,
+    issue_ref: str | None = None,
+    override_reason: str | None = None,
+) -> FlagPlan:
+    """Lock the flag and collect every fact the policies judge a change of it by."""
     ledger = (await lock_flag(ctx.session, name))[env]
     backend = ctx.services.flags
     before = await backend.get(ctx.session, name, env)
-    other = await backend.get(ctx.session, name, env.other)
     oncall = await ctx.services.oncall.on_call(ctx.now)
-    oncall_away = False
-    if oncall is not None:
-        account = await account_for_handle(ctx.session, oncall)
-        oncall_away = account is not None and account.away_since is not None
-    return before, other, ledger, oncall, oncall_away
+    oncall_account = await account_for_handle(ctx.session, oncall) if oncall else None
+    return FlagPlan(
+        flag=name,
+        env=env,
+        action=action,
+        before=before,
+        after=after(before),
+        other=await backend.get(ctx.session, name, env.other),
+        exposed_since=ledger.exposed_since,
+        oncall=oncall,
+        oncall_away=oncall_account is not None and oncall_account.away_since is not None,
+        of_time=of_time,
+        issue_ref=issue_ref,
+        override_reason=override_reason,
+    )
+
+
+def _no_such_flag(name: str, env: Environment) -> Done:
+    return Done(f"There is no flag `{name}` in {env.value}.", False, "not_found")
 
 
 async def _record(ctx: Context, plan: FlagPlan) -> str:
@@ -235,25 +258,20 @@ class SetHandler:
         if isinstance(users, Done):
             return users
         req = cmd.request(users)
-        before, other, ledger, oncall, oncall_away = await _gather(ctx, cmd.name, env)
-        after = apply_set(before or OFF, req)
-        if after == (before or OFF) and (before is not None or not after.is_on()):
-            state = after.describe()
-            return Done(f"`{cmd.name}` is already {state} in {env.value}; nothing changed.")
-        return FlagPlan(
-            flag=cmd.name,
-            env=env,
-            action="set",
-            before=before,
-            after=after,
-            other=other,
-            exposed_since=ledger.exposed_since,
-            oncall=oncall,
-            oncall_away=oncall_away,
+        plan = await _gather(
+            ctx,
+            cmd.name,
+            env,
+            "set",
+            lambda before: apply_set(before or OFF, req),
             of_time=req.of == "time",
             issue_ref=cmd.issue,
             override_reason=cmd.ignore_production_check,
         )
+        if plan.after == (plan.before or OFF):
+            state = plan.after.describe() if plan.after else "off"
+            return Done(f"`{cmd.name}` is already {state} in {env.value}; nothing changed.")
+        return plan
 
     async def apply(self, plan: Change, ctx: Context) -> Outcome:
         assert isinstance(plan, FlagPlan) and plan.after is not None
@@ -276,22 +294,17 @@ class SetHandler:
 
 class DeleteHandler:
     async def plan(self, cmd: FeatureDelete, ctx: Context) -> Plan:
-        env = cmd.environment
-        before, other, ledger, oncall, oncall_away = await _gather(ctx, cmd.name, env)
-        if before is None:
-            return Done(f"There is no flag `{cmd.name}` in {env.value}.", False, "not_found")
-        return FlagPlan(
-            flag=cmd.name,
-            env=env,
-            action="delete",
-            before=before,
-            after=None,
-            other=other,
-            exposed_since=ledger.exposed_since,
-            oncall=oncall,
-            oncall_away=oncall_away,
+        plan = await _gather(
+            ctx,
+            cmd.name,
+            cmd.environment,
+            "delete",
+            lambda _before: None,
             override_reason=cmd.ignore_production_check,
         )
+        if plan.before is None:
+            return _no_such_flag(cmd.name, cmd.environment)
+        return plan
 
     async def apply(self, plan: Change, ctx: Context) -> Outcome:
         assert isinstance(plan, FlagPlan)
@@ -311,7 +324,7 @@ class GetHandler(ReadOnly):
         env = cmd.environment
         state = await ctx.services.flags.get(ctx.session, cmd.name, env)
         if state is None:
-            return Done(f"There is no flag `{cmd.name}` in {env.value}.", False, "not_found")
+            return _no_such_flag(cmd.name, env)
         return Done(f"`{cmd.name}` in {env.value}: {state.describe()}")
 
 
