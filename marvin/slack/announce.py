@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin.metrics import Metrics
 from marvin.outbox import DeliveryError
+from marvin.slack.errors import error_name
 from marvin.slack.render import announcement_message
 
 # Errors that another try cannot fix; the message stays in the outbox, marked failed.
@@ -44,7 +45,7 @@ class SlackAnnouncer:
                 channel=channel, unfurl_links=False, unfurl_media=False, **message
             )
         except SlackApiError as exc:
-            error = str(exc.response.get("error") or exc.response.status_code)
+            error = error_name(exc)
             self._metrics.api_errors.labels("slack", "chat.postMessage", error).inc()
             retry_after = exc.response.headers.get("Retry-After") if exc.response else None
             if exc.response.status_code == 429:
@@ -53,5 +54,5 @@ class SlackAnnouncer:
                 ) from None
             raise DeliveryError(error, retry=error not in PERMANENT) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._metrics.api_errors.labels("slack", "chat.postMessage", type(exc).__name__).inc()
+            self._metrics.api_errors.labels("slack", "chat.postMessage", error_name(exc)).inc()
             raise DeliveryError(f"Slack unreachable: {type(exc).__name__}") from None

@@ -30,6 +30,7 @@ from marvin.metrics import Metrics
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import OutboxWorker
 from marvin.pipeline import Pipeline
+from marvin.slack.errors import error_name
 from marvin.slack.people import SlackPeople
 from marvin.slack.render import CONFIRM_ACTION, escape, reply_message
 from marvin.store.db import Store
@@ -44,6 +45,49 @@ UNAVAILABLE = (
     "I can't take commands right now: my database isn't answering. Nothing was done; "
     "please try again in a minute."
 )
+
+
+# What is stored for each delivery: the same keys whatever Slack sent, so the work (live,
+# or taken up again after a crash) reads one shape.
+
+
+def _command_payload(body: dict[str, Any]) -> dict[str, Any]:
+    channel_id = str(body.get("channel_id") or "")
+    return {
+        "user_id": body.get("user_id"),
+        "user_name": body.get("user_name"),
+        "channel_id": channel_id,
+        "channel_name": body.get("channel_name"),
+        "is_dm": channel_id.startswith("D") or body.get("channel_name") == "directmessage",
+        "text": str(body.get("text") or "").strip() or "help",
+        "response_url": body.get("response_url"),
+    }
+
+
+def _action_payload(body: dict[str, Any]) -> dict[str, Any]:
+    action = (body.get("actions") or [{}])[0]
+    user = body.get("user") or {}
+    channel = body.get("channel") or {}
+    channel_id = str(channel.get("id") or "")
+    return {
+        "user_id": user.get("id"),
+        "user_name": user.get("username") or user.get("name"),
+        "channel_id": channel_id,
+        "channel_name": channel.get("name"),
+        "is_dm": channel_id.startswith("D"),
+        "text": f"confirm {action.get('value') or ''}",
+        "response_url": body.get("response_url"),
+    }
+
+
+def _event_payload(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "user_id": event.get("user"),
+        "channel_id": event.get("channel"),
+        "is_dm": event.get("channel_type") == "im",
+        "text": _LEADING_MENTION.sub("", str(event.get("text") or "")).strip() or "help",
+        "thread_ts": event.get("thread_ts") or event.get("ts"),
+    }
 
 
 class SlackTransport:
@@ -123,10 +167,7 @@ class SlackTransport:
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
         text = str(body.get("text") or "").strip()
-        payload = {
-            k: body.get(k)
-            for k in ("user_id", "user_name", "channel_id", "channel_name", "text", "response_url")
-        }
+        payload = _command_payload(body)
         try:
             item = await self._accept(
                 f"command:{body.get('trigger_id') or uuid.uuid4().hex}", "command", payload
@@ -156,9 +197,7 @@ class SlackTransport:
         # Slack redelivers an event it thinks was lost (same event_id): the inbox keeps one.
         # If the inbox can't be written this raises, Slack gets an error, and tries again.
         event_id = str(body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
-        payload = {
-            k: event.get(k) for k in ("channel", "user", "text", "ts", "thread_ts", "channel_type")
-        }
+        payload = _event_payload(event)
         item = await self._accept(f"event:{event_id}", "event", payload)
         if item is None:
             log.info("slack.duplicate_event", event_id=event_id)
@@ -166,18 +205,9 @@ class SlackTransport:
         self._spawn(self._work(item, "event", payload))
 
     async def _on_confirm(self, ack: Any, body: dict[str, Any]) -> None:
+        payload = _action_payload(body)
         action = (body.get("actions") or [{}])[0]
-        user = body.get("user") or {}
-        channel = body.get("channel") or {}
-        payload = {
-            "user_id": user.get("id"),
-            "user_name": user.get("username") or user.get("name"),
-            "channel_id": channel.get("id"),
-            "channel_name": channel.get("name"),
-            "value": action.get("value"),
-            "response_url": body.get("response_url"),
-        }
-        key = f"action:{user.get('id')}:{action.get('action_ts') or uuid.uuid4().hex}"
+        key = f"action:{payload['user_id']}:{action.get('action_ts') or uuid.uuid4().hex}"
         try:
             item = await self._accept(key, "action", payload)
         except Exception:
@@ -226,8 +256,7 @@ class SlackTransport:
         for item in redo:
             self._spawn(self._work(item.id, item.kind, dict(item.payload)))
         for item in expired:
-            channel = item.payload.get("channel_id") or item.payload.get("channel")
-            user = item.payload.get("user_id") or item.payload.get("user")
+            channel, user = item.payload.get("channel_id"), item.payload.get("user_id")
             if channel and user:
                 await self._post_ephemeral(
                     str(channel),
@@ -247,79 +276,43 @@ class SlackTransport:
             return
         try:
             request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
-            if kind == "command":
-                await self._command(payload, request_id)
-            elif kind == "event":
-                await self._conversation(payload, request_id)
-            else:
-                await self._confirm(payload, request_id)
+            inv = await self._invocation(request_id, payload)
+            reply = await self._handle(inv)
+            if kind == "event":
+                await self._in_thread(payload, reply)
+            else:  # a slash command or a button click: answered through its response_url
+                await self._answer(payload.get("response_url"), inv, reply)
         finally:
             await inbox.finish(self._store, item, self._now())
 
-    async def _command(self, payload: dict[str, Any], request_id: str) -> None:
-        channel_id = str(payload.get("channel_id") or "")
-        inv = await self._invocation(
-            request_id,
-            user_id=str(payload.get("user_id") or ""),
-            user_name=str(payload.get("user_name") or ""),
-            place=Place(
-                id=channel_id,
-                name=payload.get("channel_name"),
-                is_dm=channel_id.startswith("D") or payload.get("channel_name") == "directmessage",
-            ),
-            text=str(payload.get("text") or "").strip() or "help",
-        )
-        await self._answer(payload.get("response_url"), channel_id, inv, await self._handle(inv))
-
-    async def _conversation(self, event: dict[str, Any], request_id: str) -> None:
-        channel_id = str(event.get("channel") or "")
-        user_id = str(event.get("user") or "")
-        text = _LEADING_MENTION.sub("", str(event.get("text") or "")).strip() or "help"
-        info = await self.people.get(user_id)
-        inv = await self._invocation(
-            request_id,
-            user_id=user_id,
-            user_name=info.name if info else user_id,
-            place=Place(id=channel_id, is_dm=event.get("channel_type") == "im"),
-            text=text,
-        )
-        reply = await self._handle(inv)
-        thread = event.get("thread_ts") or event.get("ts")
-        try:
-            await self.client.chat_postMessage(
-                channel=channel_id, thread_ts=thread, unfurl_links=False, **reply_message(reply)
-            )
-        except SlackApiError as exc:
-            self._api_error("chat.postMessage", exc)
-
-    async def _confirm(self, payload: dict[str, Any], request_id: str) -> None:
-        channel_id = str(payload.get("channel_id") or "")
+    async def _invocation(self, request_id: str, payload: dict[str, Any]) -> Invocation:
         user_id = str(payload.get("user_id") or "")
-        inv = await self._invocation(
-            request_id,
-            user_id=user_id,
-            user_name=str(payload.get("user_name") or user_id),
-            place=Place(
-                id=channel_id, name=payload.get("channel_name"), is_dm=channel_id.startswith("D")
-            ),
-            text=f"confirm {payload.get('value') or ''}",
-        )
-        await self._answer(payload.get("response_url"), channel_id, inv, await self._handle(inv))
-
-    async def _invocation(
-        self, request_id: str, *, user_id: str, user_name: str, place: Place, text: str
-    ) -> Invocation:
         info = await self.people.get(user_id)
         return Invocation(
             request_id=request_id,
             transport=TRANSPORT,
             user_id=user_id,
-            user_name=user_name or (info.name if info else user_id),
+            user_name=str(payload.get("user_name") or (info.name if info else user_id)),
             user_email=info.email if info else None,
-            place=place,
-            text=text,
+            place=Place(
+                id=str(payload.get("channel_id") or ""),
+                name=payload.get("channel_name"),
+                is_dm=bool(payload.get("is_dm")),
+            ),
+            text=str(payload.get("text") or "help"),
             received_at=self._now(),
         )
+
+    async def _in_thread(self, payload: dict[str, Any], reply: Reply) -> None:
+        try:
+            await self.client.chat_postMessage(
+                channel=str(payload.get("channel_id") or ""),
+                thread_ts=payload.get("thread_ts"),
+                unfurl_links=False,
+                **reply_message(reply),
+            )
+        except SlackApiError as exc:
+            self._api_error("chat.postMessage", exc)
 
     async def _handle(self, inv: Invocation) -> Reply:
         reply = await self.pipeline.handle(inv)
@@ -328,9 +321,7 @@ class SlackTransport:
             self.outbox.wake()
         return reply
 
-    async def _answer(
-        self, response_url: Any, channel_id: str, inv: Invocation, reply: Reply
-    ) -> None:
+    async def _answer(self, response_url: Any, inv: Invocation, reply: Reply) -> None:
         """Privately, through the response_url; or, when that has expired or been used up,
         as an ephemeral message where the person is."""
         message = {"response_type": "ephemeral", "replace_original": True, **reply_message(reply)}
@@ -347,7 +338,7 @@ class SlackTransport:
                 error = str(response.body or response.status_code)[:100]
         self.metrics.api_errors.labels("slack", "response_url", error).inc()
         log.warning("slack.respond_failed", error=error)
-        await self._post_ephemeral(channel_id, inv.user_id, reply)
+        await self._post_ephemeral(inv.place.id, inv.user_id, reply)
 
     async def _post_ephemeral(self, channel_id: str, user_id: str, reply: Reply | str) -> None:
         message = reply_message(reply) if isinstance(reply, Reply) else {"text": escape(reply)}
@@ -357,6 +348,6 @@ class SlackTransport:
             self._api_error("chat.postEphemeral", exc)
 
     def _api_error(self, method: str, exc: SlackApiError) -> None:
-        error = str(exc.response.get("error") or exc.response.status_code)
+        error = error_name(exc)
         self.metrics.api_errors.labels("slack", method, error).inc()
         log.warning("slack.api_error", method=method, error=error)

@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from marvin.clock import Clock
 from marvin.config import SlackConfig
 from marvin.metrics import Metrics
+from marvin.slack.errors import error_name
 
 log = structlog.get_logger(__name__)
 
@@ -61,8 +62,8 @@ class SlackPeople:
         try:
             response = await self._client.users_info(user=user_id)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            self._metrics.api_errors.labels("slack", "users.info", _error(exc)).inc()
-            log.warning("slack.users_info_failed", user=user_id, error=_error(exc))
+            self._metrics.api_errors.labels("slack", "users.info", error_name(exc)).inc()
+            log.warning("slack.users_info_failed", user=user_id, error=error_name(exc))
             return None
         raw = response.get("user") or {}
         profile = raw.get("profile") or {}
@@ -78,12 +79,6 @@ class SlackPeople:
         )
         self._cache.put(user_id, user)
         return user
-
-
-def _error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or exc.response.status_code)
-    return type(exc).__name__
 
 
 class SlackPresence:
@@ -131,8 +126,8 @@ class SlackPresence:
             if dnd.get("dnd_enabled") and start and end and start <= now < end:
                 return "in do-not-disturb hours"
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-            self._metrics.api_errors.labels("slack", "presence", _error(exc)).inc()
-            log.warning("slack.presence_failed", user=user_id, error=_error(exc))
+            self._metrics.api_errors.labels("slack", "presence", error_name(exc)).inc()
+            log.warning("slack.presence_failed", user=user_id, error=error_name(exc))
             return None
         # The status is part of what this cache keeps (presence_cache_seconds), so it is
         # read afresh here rather than from the longer-lived people cache.

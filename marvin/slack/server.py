@@ -30,6 +30,7 @@ from marvin.pipeline import Pipeline, announcement_kind
 from marvin.retention import prune_periodically
 from marvin.slack.announce import SlackAnnouncer
 from marvin.slack.app import TRANSPORT, SlackTransport
+from marvin.slack.errors import error_name
 from marvin.slack.people import SlackPeople, SlackPresence
 from marvin.slack.secrets import SlackSecrets
 from marvin.store.db import Store
@@ -192,8 +193,7 @@ async def serve(
         try:
             await bot.transport.prepare()
         except SlackApiError as exc:
-            error = str(exc.response.get("error") or exc.response.status_code)
-            log.error("serve.bot_token_refused", error=error)
+            log.error("serve.bot_token_refused", error=error_name(exc))
             return 2
         site = web.TCPSite(
             runner, settings.slack.host, port if port is not None else settings.slack.port
@@ -210,9 +210,8 @@ async def serve(
                 opened = await bot.transport.client.apps_connections_open(app_token=app_token)
                 url = str(opened["url"])
             except SlackApiError as exc:
-                error = str(exc.response.get("error") or exc.response.status_code)
-                if error != "ratelimited":
-                    log.error("serve.socket_mode_refused", error=error)
+                if error_name(exc) != "ratelimited":
+                    log.error("serve.socket_mode_refused", error=error_name(exc))
                     return 2
             socket_mode = TimedSocketModeHandler(
                 bot.transport.app, app_token=app_token, web_client=bot.transport.client
