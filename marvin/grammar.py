@@ -25,7 +25,6 @@ _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "„": "“"}
 _CLOSERS = {'"': {'"', "”"}, "'": {"'", "’"}, "“": {"”", '"'}, "‘": {"’", "'"}, "„": {"“", '"'}}
 # \Z, not $: `$` also matches before a trailing newline.
 _MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|([^>]*))?>\Z")
-_WORD = re.compile(r"^[a-z][a-z0-9_-]*\Z")
 
 
 class UsageError(Exception):
@@ -213,7 +212,3 @@ def parse(text: str, registry: Registry, max_chars: int = 4000) -> Parsed:
     except ValidationError as exc:
         raise UsageError(_explain(exc), spec.help_text()) from None
     return Parsed(spec=spec, command=command)
-
-
-def is_word(value: str) -> bool:
-    return bool(_WORD.match(value))

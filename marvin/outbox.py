@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from sqlalchemy import select
@@ -50,9 +50,12 @@ class Sink(Protocol):
     async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None: ...
 
 
+@runtime_checkable
 class BatchSink(Sink, Protocol):
     """A sink that can coalesce: Slack allows about one message per second per channel, so a
     busy minute's announcements go out as one message instead of queueing for minutes."""
+
+    max_batch: int  # the most messages one delivery may carry
 
     async def deliver_batch(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None: ...
 
@@ -143,23 +146,24 @@ class OutboxWorker:
         groups: dict[tuple[str, str], list[_Claimed]] = {}
         singles: list[list[_Claimed]] = []
         for item in claimed:
-            if hasattr(self._sinks[item.kind], "deliver_batch"):
+            if isinstance(self._sinks[item.kind], BatchSink):
                 key = (item.kind, str(item.payload.get("channel_id", "")))
                 groups.setdefault(key, []).append(item)
             else:
                 singles.append([item])
         chunked = []
         for group in groups.values():
-            size = int(getattr(self._sinks[group[0].kind], "max_batch", 20))
+            sink = self._sinks[group[0].kind]
+            assert isinstance(sink, BatchSink)
+            size = sink.max_batch
             chunked += [group[i : i + size] for i in range(0, len(group), size)]
         return [*chunked, *singles]
 
     async def _call(self, group: list[_Claimed]) -> DeliveryError | None:
         sink = self._sinks[group[0].kind]
         try:
-            if len(group) > 1:
-                batch_sink: BatchSink = sink  # type: ignore[assignment]
-                await batch_sink.deliver_batch([(c.key, c.payload) for c in group])
+            if len(group) > 1 and isinstance(sink, BatchSink):
+                await sink.deliver_batch([(c.key, c.payload) for c in group])
             else:
                 await sink.deliver(group[0].payload, group[0].key)
         except DeliveryError as exc:
