@@ -55,9 +55,13 @@ async def known_account(session: AsyncSession, inv: Invocation) -> Account | Non
 
 
 async def ensure_account(
-    session: AsyncSession, inv: Invocation, directory: Directory, now: datetime
+    session: AsyncSession, inv: Invocation, person: DirectoryPerson | None, now: datetime
 ) -> tuple[Account, bool]:
-    """The caller's account, created on first contact. Returns (account, created)."""
+    """The caller's account, created on first contact and linked to `person` (whom the
+    directory knows by the caller's e-mail, looked up before this transaction).
+
+    Returns (account, created).
+    """
     values = {
         "transport": inv.transport,
         "chat_user_id": inv.user_id,
@@ -80,30 +84,36 @@ async def ensure_account(
     account.last_seen_at = now
     if inv.user_email and account.email != inv.user_email:
         account.email = inv.user_email
-    if account.directory_handle is None and account.email:
-        person = await directory.by_email(account.email)
-        if person is not None:
-            account.directory_handle = person.handle
-            account.gitlab_username = person.gitlab_username
+    if account.directory_handle is None and person is not None:
+        account.directory_handle = person.handle
+        account.gitlab_username = person.gitlab_username
     return account, created
 
 
-async def load_caller(
-    session: AsyncSession, account: Account, directory: Directory, now: datetime
-) -> Caller:
-    person = (
-        await directory.by_handle(account.directory_handle) if account.directory_handle else None
-    )
-    granted = await session.scalars(
+async def granted(session: AsyncSession, account_id: int, now: datetime) -> frozenset[str]:
+    """The grants given to the account itself (not through a role) that hold now."""
+    names = await session.scalars(
         select(Grant.name).where(
-            Grant.account_id == account.id,
+            Grant.account_id == account_id,
             Grant.revoked_at.is_(None),
             or_(Grant.expires_at.is_(None), Grant.expires_at > now),
         )
     )
+    return frozenset(names)
+
+
+async def caller_for(account: Account, grants: frozenset[str], directory: Directory) -> Caller:
+    """Who the account is: its directory entry (roles, their grants) and its own grants."""
+    person = (
+        await directory.by_handle(account.directory_handle) if account.directory_handle else None
+    )
     roles = frozenset(person.roles) if person else frozenset()
-    grants = frozenset(person.grants if person else ()) | frozenset(granted)
-    return Caller(account=account, person=person, roles=roles, grants=grants)
+    return Caller(
+        account=account,
+        person=person,
+        roles=roles,
+        grants=frozenset(person.grants if person else ()) | grants,
+    )
 
 
 async def account_for_handle(session: AsyncSession, handle: str) -> Account | None:

@@ -149,7 +149,8 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _issue(settings: Settings, args: argparse.Namespace) -> int:
-    from marvin.adapters.issues import Issue, IssueRefError, LocalIssueTracker
+    from marvin.adapters.errors import AdapterError
+    from marvin.adapters.issues import Issue, LocalIssueTracker
     from marvin.clock import SystemClock
     from marvin.store.db import Store
     from marvin.store.migrate import is_current
@@ -160,35 +161,31 @@ async def _issue(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     store = Store(settings.database.url)
-    tracker = LocalIssueTracker()
-    now = SystemClock().now()
+    tracker = LocalIssueTracker(store, SystemClock())
 
     def show(issue: Issue) -> None:
         labels = ", ".join(issue.labels) or "no labels"
         print(f"{issue.ref} [{issue.state}] {issue.title} ({labels})")
 
     try:
-        async with store.transaction(write=True) as session:
-            if args.issue_command == "open":
-                show(
-                    await tracker.create(
-                        session,
-                        title=args.title,
-                        description=args.description,
-                        labels=args.label,
-                        author=args.author,
-                        now=now,
-                    )
+        if args.issue_command == "open":
+            show(
+                await tracker.create(
+                    title=args.title,
+                    description=args.description,
+                    labels=args.label,
+                    author=args.author,
                 )
-            elif args.issue_command == "label":
-                show(await tracker.add_label(session, args.ref, args.label, now))
-            elif args.issue_command == "close":
-                show(await tracker.close(session, args.ref, now))
-            else:
-                for issue in await tracker.all(session):
-                    show(issue)
-    except IssueRefError as exc:
-        print(str(exc), file=sys.stderr)
+            )
+        elif args.issue_command == "label":
+            show(await tracker.add_label(args.ref, args.label))
+        elif args.issue_command == "close":
+            show(await tracker.close(args.ref))
+        else:
+            for issue in await tracker.all():
+                show(issue)
+    except AdapterError as exc:
+        print(f"{exc.shown()}.", file=sys.stderr)
         return 1
     finally:
         await store.dispose()

@@ -37,6 +37,15 @@ class Section(BaseModel):
 class ChannelConfig(Section):
     id: str = Field("C0PRODUCTION", min_length=1, description="Chat id of the production channel")
     name: str = Field("production", min_length=1, description="Its name, without '#'")
+    # Which chat the channel is in: announcements go there, whoever made the change and how
+    # (a `marvin shell` change is announced by `marvin serve`). `none`: the terminal only.
+    # `auto`: Slack when SLACK_BOT_TOKEN is set (as where `marvin serve` runs), else none.
+    chat: Literal["auto", "none", "slack"] = "auto"
+
+    def chat_in_use(self) -> Literal["none", "slack"]:
+        if self.chat != "auto":
+            return self.chat
+        return "slack" if os.environ.get("SLACK_BOT_TOKEN", "").strip() else "none"
 
     @field_validator("name")
     @classmethod
@@ -66,7 +75,7 @@ EnvName = Literal["staging", "production"]
 
 
 class FlagsConfig(Section):
-    backend: Literal["local"] = "local"
+    backend: str = "local"
     ceiling_percent: float = Field(1.0, gt=0, le=100)
     ceiling_environments: list[EnvName] = Field(
         default_factory=lambda: list[EnvName](["production"])
@@ -102,7 +111,7 @@ class Rotation(Section):
 
 
 class OncallConfig(Section):
-    backend: Literal["file"] = "file"
+    backend: str = "file"
     rotation: Rotation = Rotation()
     overrides: list[Shift] = Field(default_factory=list)
 
@@ -129,14 +138,14 @@ class Role(Section):
 
 
 class DirectoryConfig(Section):
-    backend: Literal["file"] = "file"
+    backend: str = "file"
     path: Path | None = Field(None, description="A roles file; when unset, people/roles below")
     people: list[Person] = Field(default_factory=list)
     roles: dict[str, Role] = Field(default_factory=dict)
 
 
 class IssuesConfig(Section):
-    backend: Literal["local"] = "local"
+    backend: str = "local"
 
 
 class Freeze(Section):
@@ -175,6 +184,7 @@ class SlackConfig(Section):
     command: str = "/marvin"
     max_body_bytes: int = Field(1_048_576, ge=1024, le=50 * 1024 * 1024)
     rate_limit_retries: int = Field(3, ge=0, le=10)
+    timeout_seconds: float = Field(5, gt=0, le=60)
     people_cache_seconds: float = Field(600, ge=0)
     presence_cache_seconds: float = Field(60, ge=0)
     away_status_emojis: list[str] = Field(
@@ -204,6 +214,12 @@ class SlackConfig(Section):
         return value
 
 
+class InboxConfig(Section):
+    # How long a replica's claim on acknowledged work lasts without being renewed: a replica
+    # that dies leaves its work to the others after this long.
+    lease_seconds: float = Field(60, ge=2, le=3600)
+
+
 class LimitsConfig(Section):
     max_command_chars: int = Field(4000, ge=64, le=40000)
 
@@ -227,6 +243,7 @@ class Settings(BaseSettings):
     shell: ShellConfig = ShellConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
+    inbox: InboxConfig = InboxConfig()
     slack: SlackConfig = SlackConfig()
 
     @classmethod
@@ -321,7 +338,11 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
 def check_consistency(settings: Settings) -> list[str]:
     """Cross-key checks a single field validator cannot see."""
-    problems: list[str] = []
+    # The table of backends lives with the code that builds them; imported here, not at the
+    # top, because building them needs this module.
+    from marvin.wiring import backend_problems
+
+    problems: list[str] = backend_problems(settings)
     handles = {p.handle for p in settings.directory.people}
     for role_name, role in settings.directory.roles.items():
         for member in role.members:

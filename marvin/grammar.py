@@ -7,24 +7,16 @@ nothing else escapes (a hypothesis property in the tests holds us to that).
 from __future__ import annotations
 
 import difflib
-import re
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    # Only for annotations: importing `marvin.commands` at runtime here would be circular
-    # (`marvin.commands.feature` imports `mention_id` from this module), so importing
-    # `marvin.grammar` first would fail.
-    from marvin.commands.spec import CommandModel, CommandSpec, Registry
+from marvin.spec import CommandModel, CommandSpec, Registry
 
 # Slack and phones turn straight quotes into curly ones; people mean the same thing.
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "„": "“"}
 _CLOSERS = {'"': {'"', "”"}, "'": {"'", "’"}, "“": {"”", '"'}, "‘": {"’", "'"}, "„": {"“", '"'}}
-# \Z, not $: `$` also matches before a trailing newline.
-_MENTION = re.compile(r"^<@([A-Z0-9]+)(?:\|([^>]*))?>\Z")
 
 
 class UsageError(Exception):
@@ -99,12 +91,6 @@ def tokenize(text: str, max_chars: int = 4000) -> list[Token]:
             i += 1
         tokens.append(Token("".join(buf), quoted))
     return tokens
-
-
-def mention_id(value: str) -> str | None:
-    """The chat user id in a Slack-style mention `<@U123>` or `<@U123|name>`."""
-    match = _MENTION.match(value)
-    return match.group(1) if match else None
 
 
 def _suggest(word: str, choices: list[str], prefix: str = "") -> str:

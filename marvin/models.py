@@ -38,8 +38,14 @@ class Invocation(BaseModel):
     place: Place
     text: str
     received_at: datetime
-    # Set only when the person confirmed a change Marvin asked them to confirm.
-    confirmed: bool = False
+    # The confirmation code, when the person confirmed a change Marvin asked them to confirm.
+    confirmation: str | None = None
+    # People the chat named (mentions) that its transport could not tell who they are.
+    unresolved: tuple[str, ...] = ()
+    # Why the chat could not tell who the caller is (its API did not answer), if it couldn't.
+    identity_error: str | None = None
+    # Delivered again (a crash, a takeover): answer from the record if it was already done.
+    redelivered: bool = False
 
 
 class Announcement(BaseModel):

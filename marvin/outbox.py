@@ -23,6 +23,10 @@ from marvin.store.tables import OutboxMessage
 
 log = structlog.get_logger(__name__)
 
+# Messages are routed by destination, not by the chat a command came through: an
+# announcement is for the production channel's chat, whoever made the change and how.
+ANNOUNCE = "announce"
+
 MAX_BACKOFF = timedelta(minutes=5)
 # How long a claimed message is someone's to deliver before it is due again (a crash).
 LEASE = timedelta(minutes=5)
@@ -97,11 +101,11 @@ class OutboxWorker:
         self._clock = clock
         self._batch = batch
         self._max_attempts = max_attempts
-        self._wake = asyncio.Event()
+        # Set when something was just enqueued: the delivery job runs now, not at its poll.
+        self.wakeup = asyncio.Event()
 
     def wake(self) -> None:
-        """Deliver now rather than at the next poll (something was just enqueued)."""
-        self._wake.set()
+        self.wakeup.set()
 
     async def deliver_due(self) -> int:
         """Try every message that is due; returns how many were delivered.
@@ -195,18 +199,3 @@ class OutboxWorker:
                     row.next_attempt_at = now + wait
                     log.warning("outbox.retry", id=item.id, kind=item.kind, error=row.last_error)
         return 0 if error is not None else len(group)
-
-    async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                await self.deliver_due()
-            except Exception:
-                log.exception("outbox.worker_error")
-            stopping = asyncio.ensure_future(stop.wait())
-            woken = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait(
-                {stopping, woken}, timeout=interval, return_when=asyncio.FIRST_COMPLETED
-            )
-            stopping.cancel()
-            woken.cancel()
-            self._wake.clear()

@@ -1,7 +1,18 @@
-"""The command pipeline, top to bottom:
+"""The command pipeline, top to bottom, one small function per phase:
 
-    register the caller -> parse -> plan (under lock) -> policies in order -> apply
-    -> audit + announcement (same transaction) -> Reply
+    identify -> parse -> gate -> gather -> judge -> reserve -> apply -> record -> Reply
+
+- identify: the caller's account (created and linked on first contact).
+- gate: channel, registration, roles; Marvin's own data only, before anything is asked.
+- gather: every fact from outside (the handler's and the production facts), concurrently,
+  each under its deadline, with NO database transaction open.
+- judge: the policies, pure functions of the plan and the facts; the first deny wins.
+- reserve: a short write transaction re-checks what may have moved (a version) and, for a
+  remote change, records the intent. If something moved, the command is gathered and
+  judged again, as it stands then.
+- apply: the remote call, with no transaction open. (A local change is applied in record.)
+- record: a short write transaction: the change's local effects, the audit record and the
+  announcement in the outbox, together.
 
 Every invocation leaves an audit record, whatever its outcome. Nothing in here knows which
 chat the invocation came from.
@@ -9,36 +20,52 @@ chat the invocation came from.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin import audit
-from marvin.accounts import ensure_account, known_account, load_caller
-from marvin.commands.base import Change, Context, Done, Rerun
+from marvin import audit, intents
+from marvin.accounts import Caller, caller_for, ensure_account, granted, known_account
+from marvin.adapters.errors import AdapterError, OutcomeUnknown
+from marvin.commands.base import Change, Context, Done, Moved, Outcome, Plan, Rerun
+from marvin.commands.confirm import AlreadySpent, spend
+from marvin.facts import gather as gather_facts
 from marvin.grammar import Parsed, UsageError, parse
 from marvin.models import Announcement, ConfirmRequest, Invocation, Reply
-from marvin.outbox import enqueue
-from marvin.policies import POLICIES, Decision, Policy, Request
+from marvin.outbox import ANNOUNCE, enqueue
+from marvin.policies import GATES, POLICIES, Decision, Gate, GateRequest, Policy, Request
 from marvin.policies.roles import meets
-from marvin.store.tables import Account, Confirmation
-from marvin.wiring import Services
+from marvin.services import Services
+from marvin.spec import CommandSpec, Registry
+from marvin.store.tables import Account, AuditRecord, Confirmation
 
 log = structlog.get_logger(__name__)
 
 FAILED_CLOSED = "A safety check could not run, so I stopped here; nothing was changed."
 CONFIRM_WITHIN = timedelta(minutes=5)
-
-
-def announcement_kind(transport: str) -> str:
-    return f"announce:{transport}"
+# A change re-planned this often because the state kept moving under it gives up.
+MAX_ATTEMPTS = 10
+R = TypeVar("R")
 
 
 class Pipeline:
-    def __init__(self, services: Services, policies: tuple[Policy, ...] = POLICIES) -> None:
+    def __init__(
+        self,
+        services: Services,
+        registry: Registry,
+        *,
+        gates: tuple[Gate, ...] = GATES,
+        policies: tuple[Policy, ...] = POLICIES,
+    ) -> None:
         self.services = services
+        self.registry = registry
+        self.gates = gates
         self.policies = policies
 
     async def handle(self, inv: Invocation) -> Reply:
@@ -59,198 +86,286 @@ class Pipeline:
                 )
 
     async def _handle(self, inv: Invocation) -> Reply:
+        if inv.redelivered:
+            done = await self._answered_before(inv)
+            if done is not None:
+                return done
+        caller, welcome = await self._identify(inv)
+        if caller is None:
+            return Reply(request_id=inv.request_id, ok=False, kind="error", text=welcome or "")
+        answer = Answer(self, inv, caller, welcome)
+        try:
+            parsed = parse(inv.text, self.registry, self.services.settings.limits.max_command_chars)
+        except UsageError as exc:
+            return await answer.final("usage_error", ok=False, kind="usage", text=exc.text())
+        if inv.unresolved:
+            who = ", ".join(inv.unresolved)
+            return await answer.final(
+                "usage_error",
+                ok=False,
+                kind="usage",
+                text=f"I don't know who {who} is in GitLab: name them by their GitLab username.",
+                command=parsed.spec.name,
+            )
+        log.info("command.parsed", command=parsed.spec.name)
+        denied = self._gate(parsed, caller, inv)
+        if denied is not None:
+            return await answer.denied(parsed.spec, *denied)
+        return await self._run(answer, parsed)
+
+    # --- identify ------------------------------------------------------------------------
+
+    async def _identify(self, inv: Invocation) -> tuple[Caller | None, str | None]:
+        """The caller, and a welcome when this is their first contact. (None, why) when the
+        chat could not tell who they are and Marvin doesn't know them yet."""
         services = self.services
         now = services.clock.now()
-        welcome = await self._register(inv, now)
-        try:
-            parsed = parse(inv.text, services.registry, services.settings.limits.max_command_chars)
-        except UsageError as exc:
-            async with services.store.transaction(write=True) as session:
-                await audit.record(
-                    session, inv, outcome="usage_error", account_id=welcome[0], reason=exc.message
-                )
-            return self._reply(inv, welcome, ok=False, kind="usage", text=exc.text())
-        log.info("command.parsed", command=parsed.spec.name)
-        reply, rerun = await self._run(inv, parsed, welcome)
-        if rerun is None:
-            return reply.model_copy(update={"command": parsed.spec.name})
-        # Confirmed: the original command runs again, through every policy, as it stands now.
-        confirmed = inv.model_copy(
-            update={"text": rerun.text, "place": rerun.place, "confirmed": True}
-        )
-        return await self._handle(confirmed)
-
-    async def _register(self, inv: Invocation, now: datetime) -> tuple[int, str | None]:
-        """The caller's account id, and a welcome text when this is their first contact."""
-        services = self.services
         # Most callers are known and linked: a read, without taking the write lock.
         async with services.store.transaction() as session:
             known = await known_account(session, inv)
-            if known is not None:
-                return known.id, None
+            grants = await granted(session, known.id, now) if known else frozenset()
+        if known is not None:
+            return await caller_for(known, grants, services.directory), None
+        if inv.identity_error:
+            return None, (
+                f"I couldn't ask {inv.identity_error} who you are, so I can't tell what you may "
+                "do. Nothing was done; please try again in a minute."
+            )
+        person = await services.directory.by_email(inv.user_email) if inv.user_email else None
         async with services.store.transaction(write=True) as session:
-            account, created = await ensure_account(session, inv, services.directory, now)
-            if not created:
-                return account.id, None
-            linked = account.directory_handle is not None
-            caller = await load_caller(session, account, services.directory, now)
-            flag_set = services.registry.find("feature", "set")
-            needs = flag_set.needs if flag_set else None
-            await audit.record(
-                session,
-                inv,
-                outcome="registered",
-                account_id=account.id,
-                details={"linked": linked, "gitlab_username": account.gitlab_username},
-            )
-        log.info("account.registered", account_id=account.id, linked=linked)
-        if linked:
-            hint = (
-                ""
-                if needs is None or meets(caller, needs)
-                else f" Changing feature flags needs the `{needs.name}` {needs.kind}, which "
-                "you request with an issue labelled `access request`."
-            )
-            return account.id, (
-                f"Welcome! I've created your Marvin account, linked to GitLab user "
-                f"{account.gitlab_username}. Say `help` to see what I do.{hint}"
-            )
-        return account.id, (
-            "Welcome! I've created your Marvin account, but I can't find you in the roles "
-            "registry, so you can read but not change anything yet."
-        )
-
-    async def _run(
-        self, inv: Invocation, parsed: Parsed, welcome: tuple[int, str | None]
-    ) -> tuple[Reply, Rerun | None]:
-        services = self.services
-        spec, command = parsed.spec, parsed.command
-        # Every invocation writes its audit record, so take the write lock up front (SQLite
-        # cannot upgrade a read transaction safely under contention).
-        account_id = welcome[0]
-        async with services.store.transaction(write=True) as session:
-            account = await session.get(Account, account_id)
-            assert account is not None
-            now = services.clock.now()
-            account.last_seen_at = now
-            caller = await load_caller(session, account, services.directory, now)
-            ctx = Context(
-                invocation=inv, caller=caller, session=session, services=services, now=now
-            )
-            plan = await spec.handler.plan(command, ctx)
-            request = Request(spec=spec, command=command, plan=plan, ctx=ctx)
-            notes: list[str] = []
-            for policy in self.policies:
-                decision = await self._decide(policy, request)
-                if not decision.allowed:
-                    # Whatever the plan touched (a new flag's ledger rows) goes; the record stays.
-                    await session.rollback()
-                    await audit.record(
-                        session,
-                        inv,
-                        outcome="denied",
-                        account_id=account_id,
-                        command=spec.name,
-                        policy=policy.name,
-                        reason=decision.reason,
-                    )
-                    log.info("command.denied", command=spec.name, policy=policy.name)
-                    return self._reply(
-                        inv,
-                        welcome,
-                        ok=False,
-                        kind="denied",
-                        text=decision.reason,
-                        denied_by=policy.name,
-                    ), None
-                if decision.note:
-                    notes.append(decision.note)
-            if isinstance(plan, Done):
+            account, created = await ensure_account(session, inv, person, now)
+            grants = await granted(session, account.id, now)
+            if created:
                 await audit.record(
                     session,
                     inv,
-                    outcome="ok" if plan.ok else plan.kind,
-                    account_id=account_id,
+                    outcome="registered",
+                    account_id=account.id,
+                    details={
+                        "linked": person is not None,
+                        "gitlab_username": person and person.gitlab_username,
+                    },
+                )
+        caller = await caller_for(account, grants, services.directory)
+        if not created:
+            return caller, None
+        log.info("account.registered", account_id=account.id, linked=person is not None)
+        return caller, self._welcome(caller)
+
+    def _welcome(self, caller: Caller) -> str:
+        if caller.person is None:
+            return (
+                "Welcome! I've created your Marvin account, but I can't find you in the roles "
+                "registry, so you can read but not change anything yet."
+            )
+        flag_set = self.registry.find("feature", "set")
+        needs = flag_set.needs if flag_set else None
+        hint = (
+            ""
+            if needs is None or meets(caller, needs)
+            else f" Changing feature flags needs the `{needs.name}` {needs.kind}, which "
+            "you request with an issue labelled `access request`."
+        )
+        return (
+            f"Welcome! I've created your Marvin account, linked to GitLab user "
+            f"{caller.account.gitlab_username}. Say `help` to see what I do.{hint}"
+        )
+
+    async def _answered_before(self, inv: Invocation) -> Reply | None:
+        """A redelivered invocation that already finished gets its first answer again."""
+        async with self.services.store.transaction() as session:
+            rows = await session.scalars(
+                select(AuditRecord)
+                .where(AuditRecord.request_id == inv.request_id)
+                .order_by(AuditRecord.id.desc())
+            )
+            for row in rows:
+                stored = row.details.get("reply")
+                if isinstance(stored, dict):
+                    log.info("command.replayed", outcome=row.outcome)
+                    return Reply(request_id=inv.request_id, command=row.command, **stored)
+        return None
+
+    # --- gate ----------------------------------------------------------------------------
+
+    def _gate(self, parsed: Parsed, caller: Caller, inv: Invocation) -> tuple[str, str] | None:
+        req = GateRequest(parsed.spec, parsed.command, caller, inv, self.services.settings)
+        for gate in self.gates:
+            decision = _decide(gate.name, gate.check, req)
+            if not decision.allowed:
+                return gate.name, decision.reason
+        return None
+
+    # --- gather, judge, and then reserve, apply, record ----------------------------------
+
+    async def _run(self, answer: Answer, parsed: Parsed) -> Reply:
+        spec = parsed.spec
+        for attempt in range(MAX_ATTEMPTS):
+            ctx = Context(answer.inv, answer.caller, self.services, self.services.clock.now())
+            plan = await self._gather(spec, parsed, ctx)
+            if isinstance(plan, Done):
+                outcome = "ok" if plan.ok else plan.kind
+                return await answer.final(
+                    outcome, ok=plan.ok, kind=plan.kind, text=plan.text, command=spec.name
+                )
+            if isinstance(plan, Rerun):
+                return await self._rerun(answer, spec, plan)
+            notes: list[str] = []
+            if spec.production_change:
+                assert ctx.facts is not None
+                request = Request(
+                    spec,
+                    parsed.command,
+                    answer.caller,
+                    answer.inv,
+                    self.services.settings,
+                    ctx.now,
+                    plan,
+                    ctx.facts,
+                )
+                verdict = self._judge(request)
+                if isinstance(verdict, tuple):
+                    return await answer.denied(spec, *verdict)
+                notes = verdict
+            reason = plan.confirmation_reason()
+            if reason and not answer.inv.confirmation:
+                return await self._ask_confirmation(answer, spec.name, plan, reason, ctx.now)
+            try:
+                return await self._commit(answer, spec, plan, ctx, notes)
+            except Moved:
+                log.info("command.moved", command=spec.name, attempt=attempt + 1)
+                await asyncio.sleep(0.005 * (attempt + 1))
+            except AlreadySpent:
+                return await answer.final(
+                    "ok",
+                    ok=True,
+                    text="That change was already confirmed and made; nothing more to do.",
                     command=spec.name,
                 )
-                reply = self._reply(inv, welcome, ok=plan.ok, kind=plan.kind, text=plan.text)
-                return reply, None
-            reason = plan.confirmation_reason()
-            if reason and not inv.confirmed:
-                return await self._ask_confirmation(ctx, spec.name, plan, reason), None
-            outcome = await spec.handler.apply(plan, ctx)
-            announcement = None
-            if spec.production_change and outcome.announcement:
-                announcement = Announcement(
-                    channel_id=services.settings.production_channel.id,
-                    text=". ".join([outcome.announcement, *notes]) + ".",
-                    fields={**outcome.fields, "by": caller.handle, "request_id": inv.request_id},
-                    idempotency_key=f"announce:{inv.request_id}",
-                )
-                await enqueue(
+        return await answer.final(
+            "moved",
+            ok=False,
+            kind="error",
+            text="What you asked about kept changing while I checked it; nothing was changed. "
+            "Look at its state and try again.",
+            command=spec.name,
+        )
+
+    async def _gather(self, spec: CommandSpec, parsed: Parsed, ctx: Context) -> Plan:
+        """The handler's facts and, for a production change, the production facts, both
+        asked at once; no transaction is open while either waits."""
+        if not spec.production_change:
+            return await spec.handler.plan(parsed.command, ctx)
+        plan, facts = await asyncio.gather(
+            spec.handler.plan(parsed.command, ctx),
+            gather_facts(self.services, ctx.invocation, ctx.now),
+        )
+        ctx.facts = facts
+        return plan
+
+    def _judge(self, request: Request) -> list[str] | tuple[str, str]:
+        """The notes of every policy that allowed, or (policy, reason) of the first deny."""
+        notes: list[str] = []
+        for policy in self.policies:
+            if not isinstance(request.plan, policy.judges):
+                if policy.mandatory:
+                    # A change this policy doesn't understand is a change it can't allow.
+                    return policy.name, (
+                        f"I can't check this change against the {policy.name} rule, so I "
+                        "didn't make it."
+                    )
+                continue
+            decision = _decide(policy.name, policy.check, request)
+            if not decision.allowed:
+                log.info("command.denied", command=request.spec.name, policy=policy.name)
+                return policy.name, decision.reason
+            if decision.note:
+                notes.append(decision.note)
+        return notes
+
+    async def _commit(
+        self, answer: Answer, spec: CommandSpec, plan: Change, ctx: Context, notes: list[str]
+    ) -> Reply:
+        handler = spec.handler
+        store = self.services.store
+        if not plan.remote:
+            # Local: reserve, apply and record are one short transaction.
+            async with store.transaction(write=True) as session:
+                await self._reserve(session, spec, plan, ctx)
+                outcome = await handler.record(plan, session, ctx, {})
+                return await answer.applied(session, spec, plan, outcome, notes)
+        async with store.transaction(write=True) as session:
+            await self._reserve(session, spec, plan, ctx)
+            intent_id = await intents.open_intent(session, ctx, spec.name, plan)
+        try:
+            applied = await handler.apply(plan, ctx)
+        except OutcomeUnknown as exc:
+            async with store.transaction(write=True) as session:
+                await intents.mark(session, intent_id, "unknown", exc.shown(), ctx.now)
+                return await answer.unknown(session, spec, plan, exc)
+        except AdapterError as exc:
+            async with store.transaction(write=True) as session:
+                await intents.mark(session, intent_id, "failed", exc.shown(), ctx.now)
+                return await answer.final_in(
                     session,
-                    kind=announcement_kind(inv.transport),
-                    key=announcement.idempotency_key,
-                    payload=announcement.model_dump(mode="json"),
-                    now=now,
+                    "failed",
+                    ok=False,
+                    kind="error",
+                    text=f"{exc.shown()}. Nothing was changed.",
+                    command=spec.name,
                 )
-            await audit.record(
-                session,
-                inv,
-                outcome="allowed",
-                account_id=account_id,
-                command=spec.name,
-                details={"change": plan.summary(), "notes": notes, **outcome.details},
-            )
-            log.info("command.applied", command=spec.name)
-            reply = self._reply(inv, welcome, ok=True, text=outcome.text, announcement=announcement)
-            return reply, plan if isinstance(plan, Rerun) else None
+        async with store.transaction(write=True) as session:
+            outcome = await handler.record(plan, session, ctx, applied)
+            await intents.mark(session, intent_id, "applied", None, ctx.now)
+            return await answer.applied(session, spec, plan, outcome, notes)
+
+    async def _reserve(
+        self, session: AsyncSession, spec: CommandSpec, plan: Change, ctx: Context
+    ) -> None:
+        if ctx.invocation.confirmation:
+            await spend(session, ctx.invocation.confirmation, ctx)
+        await spec.handler.reserve(plan, session, ctx)
+
+    # --- confirmations -------------------------------------------------------------------
 
     async def _ask_confirmation(
-        self, ctx: Context, command: str, plan: Change, reason: str
+        self, answer: Answer, command: str, plan: Change, reason: str, now: datetime
     ) -> Reply:
-        inv = ctx.invocation
-        account_id = ctx.caller.account.id
-        # Nothing the plan prepared is kept; only the request to confirm is.
-        await ctx.session.rollback()
+        inv = answer.inv
         token = secrets.token_hex(8)
-        expires = ctx.now + CONFIRM_WITHIN
-        ctx.session.add(
-            Confirmation(
-                token=token,
-                account_id=account_id,
-                transport=inv.transport,
-                chat_user_id=inv.user_id,
-                place=inv.place.model_dump(mode="json"),
-                text=inv.text,
-                request_id=inv.request_id,
-                created_at=ctx.now,
-                expires_at=expires,
+        expires = now + CONFIRM_WITHIN
+        async with self.services.store.transaction(write=True) as session:
+            session.add(
+                Confirmation(
+                    token=token,
+                    account_id=answer.caller.account.id,
+                    transport=inv.transport,
+                    chat_user_id=inv.user_id,
+                    place=inv.place.model_dump(mode="json"),
+                    text=inv.text,
+                    request_id=inv.request_id,
+                    created_at=now,
+                    expires_at=expires,
+                )
             )
-        )
-        await audit.record(
-            ctx.session,
-            inv,
-            outcome="confirm_requested",
-            account_id=account_id,
-            command=command,
-            details={"change": plan.summary(), "token": token},
-        )
-        return Reply(
-            request_id=inv.request_id,
-            ok=True,
-            kind="confirm",
-            text=f"Please confirm: {reason}.",
-            confirm=ConfirmRequest(token=token, prompt=f"{reason}?", expires_at=expires),
-        )
+            return await answer.final_in(
+                session,
+                "confirm_requested",
+                ok=True,
+                kind="confirm",
+                text=f"Please confirm: {reason}.",
+                command=command,
+                details={"change": plan.summary(), "token": token},
+                confirm=ConfirmRequest(token=token, prompt=f"{reason}?", expires_at=expires),
+            )
 
-    async def _decide(self, policy: Policy, request: Request) -> Decision:
-        try:
-            return await policy.check(request)
-        except Exception:
-            # A check that cannot run must not let the change through (fail closed).
-            log.exception("policy.failed", policy=policy.name)
-            return Decision.deny(FAILED_CLOSED)
+    async def _rerun(self, answer: Answer, spec: CommandSpec, plan: Rerun) -> Reply:
+        """Confirmed: the original command runs again, through every policy, as it stands."""
+        await answer.record_only("allowed", command=spec.name, details={"confirmed": plan.text})
+        confirmed = answer.inv.model_copy(
+            update={"text": plan.text, "place": plan.place, "confirmation": plan.token}
+        )
+        return await self._handle(confirmed)
 
     async def _audit_failure(self, inv: Invocation) -> None:
         try:
@@ -259,10 +374,149 @@ class Pipeline:
         except Exception:
             log.exception("audit.failed")
 
-    @staticmethod
-    def _reply(
-        inv: Invocation, welcome: tuple[int, str | None], *, text: str, **fields: Any
+
+def _decide(name: str, check: Callable[[R], Decision], req: R) -> Decision:
+    try:
+        decision = check(req)
+    except Exception:
+        # A check that cannot run must not let the change through (fail closed).
+        log.exception("policy.failed", policy=name)
+        return Decision.deny(FAILED_CLOSED)
+    return decision
+
+
+class Answer:
+    """The record phase: every answer is audited (with the reply, so a redelivery gets the
+    same answer), the caller's last contact noted, and a change's announcement queued, in
+    one short transaction."""
+
+    def __init__(
+        self, pipeline: Pipeline, inv: Invocation, caller: Caller, welcome: str | None
+    ) -> None:
+        self.services = pipeline.services
+        self.inv = inv
+        self.caller = caller
+        self.welcome = welcome
+
+    def _reply(self, text: str, **fields: Any) -> Reply:
+        if self.welcome:
+            text = f"{self.welcome}\n\n{text}"
+        return Reply(request_id=self.inv.request_id, text=text, **fields)
+
+    async def final(self, outcome: str, **fields: Any) -> Reply:
+        async with self.services.store.transaction(write=True) as session:
+            return await self.final_in(session, outcome, **fields)
+
+    async def final_in(
+        self,
+        session: AsyncSession,
+        outcome: str,
+        *,
+        ok: bool,
+        text: str,
+        kind: str = "result",
+        command: str | None = None,
+        policy: str | None = None,
+        details: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> Reply:
-        if welcome[1]:
-            text = f"{welcome[1]}\n\n{text}"
-        return Reply(request_id=inv.request_id, text=text, **fields)
+        reply = self._reply(text, ok=ok, kind=kind, command=command, denied_by=policy, **extra)
+        stored = {"ok": ok, "kind": kind, "text": reply.text, "denied_by": policy}
+        await self._seen(session)
+        await audit.record(
+            session,
+            self.inv,
+            outcome=outcome,
+            account_id=self.caller.account.id,
+            command=command,
+            policy=policy,
+            reason=text if policy else (text if outcome == "usage_error" else None),
+            details={**(details or {}), "reply": stored},
+        )
+        return reply
+
+    async def record_only(self, outcome: str, **fields: Any) -> None:
+        async with self.services.store.transaction(write=True) as session:
+            await audit.record(
+                session, self.inv, outcome=outcome, account_id=self.caller.account.id, **fields
+            )
+
+    async def denied(self, spec: CommandSpec, policy: str, reason: str) -> Reply:
+        return await self.final(
+            "denied", ok=False, kind="denied", text=reason, command=spec.name, policy=policy
+        )
+
+    async def applied(
+        self,
+        session: AsyncSession,
+        spec: CommandSpec,
+        plan: Change,
+        outcome: Outcome,
+        notes: list[str],
+    ) -> Reply:
+        announcement = await announce(
+            session, self.services, self.inv, self.caller, spec, outcome, notes
+        )
+        log.info("command.applied", command=spec.name)
+        return await self.final_in(
+            session,
+            "allowed",
+            ok=True,
+            text=outcome.text,
+            command=spec.name,
+            details={"change": plan.summary(), "notes": notes, **outcome.details},
+            announcement=announcement,
+        )
+
+    async def unknown(
+        self, session: AsyncSession, spec: CommandSpec, plan: Change, exc: OutcomeUnknown
+    ) -> Reply:
+        channel = self.services.settings.production_channel.name
+        return await self.final_in(
+            session,
+            "unknown",
+            ok=False,
+            kind="error",
+            text=(
+                f"I asked {exc.service} to make the change ({plan.summary()}), but it "
+                f"{exc.message}, so I don't know whether it happened. I'll read it back from "
+                f"{exc.service} and announce the outcome in #{channel}; don't repeat the "
+                "command meanwhile."
+            ),
+            command=spec.name,
+            details={"change": plan.summary(), "error": exc.shown()},
+        )
+
+    async def _seen(self, session: AsyncSession) -> None:
+        account = await session.get(Account, self.caller.account.id)
+        if account is not None:
+            account.last_seen_at = self.services.clock.now()
+
+
+async def announce(
+    session: AsyncSession,
+    services: Services,
+    inv: Invocation,
+    caller: Caller,
+    spec: CommandSpec,
+    outcome: Outcome,
+    notes: list[str],
+) -> Announcement | None:
+    """Queue a production change's announcement for the production channel, in the same
+    transaction as the change: whatever chat the command came through, it goes there."""
+    if not spec.production_change or not outcome.announcement:
+        return None
+    announcement = Announcement(
+        channel_id=services.settings.production_channel.id,
+        text=". ".join([outcome.announcement, *notes]) + ".",
+        fields={**outcome.fields, "by": caller.handle, "request_id": inv.request_id},
+        idempotency_key=f"announce:{inv.request_id}",
+    )
+    await enqueue(
+        session,
+        kind=ANNOUNCE,
+        key=announcement.idempotency_key,
+        payload=announcement.model_dump(mode="json"),
+        now=services.clock.now(),
+    )
+    return announcement

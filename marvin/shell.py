@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from marvin.models import Invocation, Place, Reply
-from marvin.outbox import OutboxWorker
-from marvin.pipeline import Pipeline, announcement_kind
-from marvin.wiring import Services
+from marvin.outbox import ANNOUNCE, OutboxWorker
+from marvin.services import Services
+from marvin.wiring import build_pipeline
 
 PROMPT = "marvin> "
 HISTORY = Path(os.environ.get("MARVIN_HISTORY", Path.home() / ".marvin_history"))
 
 
 class TerminalChannel:
-    """The shell's production channel is the terminal, which printed the announcement with
-    the reply; delivering it is acknowledging that it was shown."""
+    """With no chat configured, the production channel is the terminal, which printed the
+    announcement with the reply; delivering it is acknowledging that it was shown."""
 
     async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
         return None
@@ -40,7 +40,7 @@ class Shell:
         out: TextIO | None = None,
     ) -> None:
         self.services = services
-        self.pipeline = Pipeline(services)
+        self.pipeline = build_pipeline(services)
         self.user = user
         self.as_json = as_json
         self.out = out or sys.stdout
@@ -52,9 +52,11 @@ class Shell:
             self.place = Place(id=production.id, name=name)
         else:
             self.place = Place(id=f"shell-{name}", name=name)
-        self.outbox = OutboxWorker(
-            services.store, {announcement_kind("shell"): TerminalChannel()}, services.clock
-        )
+        # Announcements go to the production channel's chat: when that is Slack, the
+        # running `marvin serve` posts them; the shell leaves them in the outbox for it.
+        self.chat = services.settings.production_channel.chat_in_use()
+        sinks = {ANNOUNCE: TerminalChannel()} if self.chat == "none" else {}
+        self.outbox = OutboxWorker(services.store, sinks, services.clock)
 
     def invocation(self, text: str) -> Invocation:
         domain = self.services.settings.shell.email_domain
@@ -86,10 +88,13 @@ class Shell:
                     f"Type `confirm {reply.confirm.token}` within 5 minutes to go ahead.\n"
                 )
             if reply.announcement:
-                self.out.write(
-                    f"📣 #{self.services.settings.production_channel.name}: "
-                    f"{reply.announcement.text}\n"
+                channel = self.services.settings.production_channel.name
+                via = (
+                    ""
+                    if self.chat == "none"
+                    else f" (posted in {self.chat.title()} by marvin serve)"
                 )
+                self.out.write(f"📣 #{channel}{via}: {reply.announcement.text}\n")
         self.out.flush()
 
     async def run_stream(self, stream: TextIO) -> int:

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from marvin.clock import FrozenClock
 from marvin.config import Settings, _load_directory_file
 from marvin.models import Invocation, Place, Reply
-from marvin.pipeline import Pipeline
+from marvin.services import Services
 from marvin.store.tables import Base, Incident, LocalIssue
-from marvin.wiring import Services, build_services
+from marvin.wiring import build_pipeline, build_services
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.yaml"
@@ -53,7 +53,7 @@ class Bot:
     def __init__(self, services: Services, clock: FrozenClock) -> None:
         self.services = services
         self.clock = clock
-        self.pipeline = Pipeline(services)
+        self.pipeline = build_pipeline(services)
 
     @property
     def settings(self) -> Settings:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from marvin.pipeline import Pipeline
 from marvin.store.tables import FlagChange, LocalFlag
+from marvin.wiring import build_pipeline
 from tests.harness import Bot
 
 
@@ -24,7 +24,7 @@ async def test_concurrent_gate_additions_are_all_kept(any_bot: Bot) -> None:
         for i, u in enumerate(users)
     ]
     # Separate pipelines, as separate workers or replicas would be.
-    replies = await asyncio.gather(*(Pipeline(bot.services).handle(i) for i in invocations))
+    replies = await asyncio.gather(*(build_pipeline(bot.services).handle(i) for i in invocations))
     assert all(r.ok for r in replies), [r.text for r in replies]
     [flag] = await bot.rows(
         LocalFlag, LocalFlag.name == "gates", LocalFlag.environment == "production"
@@ -44,7 +44,7 @@ async def test_a_raise_never_slips_in_after_a_concurrent_switch_off(any_bot: Bot
         up = bot.invocation("bob", f"feature set {flag} 50 --actors")
         first, second = (off, up) if round_ % 2 else (up, off)
         replies = await asyncio.gather(
-            Pipeline(bot.services).handle(first), Pipeline(bot.services).handle(second)
+            build_pipeline(bot.services).handle(first), build_pipeline(bot.services).handle(second)
         )
         by_id = {r.request_id: r for r in replies}
         assert by_id[off.request_id].ok

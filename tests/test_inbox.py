@@ -1,58 +1,115 @@
-"""The inbox keeps what was acknowledged until it is done, once per delivery."""
+"""The inbox keeps what was acknowledged until it is done, once per delivery, and the
+replica that accepted it keeps it until its lease runs out."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from marvin import inbox
 from marvin.store.tables import InboxItem
 from tests.harness import Bot
 
+LEASE = timedelta(seconds=60)
+
+
+async def accept(
+    bot: Bot, key: str, *, owner: str = "a", ago: timedelta = timedelta(0), transport: str = "slack"
+) -> int:
+    item = await inbox.accept(
+        bot.services.store,
+        key=key,
+        transport=transport,
+        kind="command",
+        payload={"text": "whoami"},
+        now=bot.clock.now() - ago,
+        owner=owner,
+        lease=LEASE,
+    )
+    assert item is not None
+    return item
+
 
 async def test_a_delivery_is_accepted_once_and_claimed_once(any_bot: Bot) -> None:
     store, now = any_bot.services.store, any_bot.clock.now()
-    first = await inbox.accept(
-        store, key="slack:Ev1", transport="slack", kind="event", payload={"text": "whoami"}, now=now
-    )
-    again = await inbox.accept(
-        store, key="slack:Ev1", transport="slack", kind="event", payload={"text": "whoami"}, now=now
-    )
-    assert first is not None and again is None
-    assert await inbox.start(store, first)
+    first = await accept(any_bot, "slack:Ev1")
+    kwargs: dict[str, Any] = {
+        "key": "slack:Ev1",
+        "transport": "slack",
+        "kind": "event",
+        "payload": {},
+        "now": now,
+        "owner": "b",
+        "lease": LEASE,
+    }
+    assert await inbox.accept(store, **kwargs) is None
+    assert await inbox.start(store, first, "a", now, LEASE)
     await inbox.finish(store, first, now)
-    assert not await inbox.start(store, first)  # done: a replay does nothing
+    assert not await inbox.start(store, first, "a", now, LEASE)  # done: a replay does nothing
     [row] = await any_bot.rows(InboxItem)
     assert (row.status, row.attempts) == ("done", 1)
 
 
+async def test_another_replica_cannot_take_what_a_live_one_holds(any_bot: Bot) -> None:
+    bot = any_bot
+    store = bot.services.store
+    item = await accept(bot, "k")
+    now = bot.clock.now()
+    assert not await inbox.start(store, item, "b", now, LEASE)
+    redo, expired = await inbox.take_over(
+        store, "slack", owner="b", now=now, lease=LEASE, max_age=timedelta(minutes=25)
+    )
+    assert (redo, expired) == ([], [])
+    # The owner renews while it lives: still not b's after the first lease would have ended.
+    bot.clock.advance(seconds=50)
+    assert await inbox.renew(store, "a", bot.clock.now(), LEASE) == 1
+    bot.clock.advance(seconds=50)
+    assert not await inbox.start(store, item, "b", bot.clock.now(), LEASE)
+    # It stops renewing (it died): after the lease, b takes it over.
+    bot.clock.advance(seconds=61)
+    redo, _ = await inbox.take_over(
+        store, "slack", owner="b", now=bot.clock.now(), lease=LEASE, max_age=timedelta(minutes=25)
+    )
+    assert [r.id for r in redo] == [item]
+    assert await inbox.start(store, item, "b", bot.clock.now(), LEASE)
+    [row] = await bot.rows(InboxItem)
+    assert row.owner == "b"
+
+
+async def test_a_stopping_replica_gives_its_work_back_at_once(any_bot: Bot) -> None:
+    bot = any_bot
+    item = await accept(bot, "k")
+    assert await inbox.release(bot.services.store, "a", bot.clock.now()) == 1
+    bot.clock.advance(seconds=1)
+    redo, _ = await inbox.take_over(
+        bot.services.store,
+        "slack",
+        owner="b",
+        now=bot.clock.now(),
+        lease=LEASE,
+        max_age=timedelta(minutes=25),
+    )
+    assert [r.id for r in redo] == [item]
+
+
 async def test_pending_work_is_taken_up_again_while_it_can_still_be_answered(bot: Bot) -> None:
-    store, now = bot.services.store, bot.clock.now()
-    fresh = await inbox.accept(
-        store,
-        key="a",
-        transport="slack",
-        kind="command",
-        payload={},
-        now=now - timedelta(minutes=5),
-    )
-    stale = await inbox.accept(
-        store,
-        key="b",
-        transport="slack",
-        kind="command",
-        payload={},
-        now=now - timedelta(minutes=40),
-    )
-    tried = await inbox.accept(
-        store, key="c", transport="slack", kind="command", payload={}, now=now
-    )
-    other = await inbox.accept(
-        store, key="d", transport="shell", kind="command", payload={}, now=now
-    )
-    assert None not in (fresh, stale, tried, other)
+    store = bot.services.store
+    fresh = await accept(bot, "a", ago=timedelta(minutes=5))
+    stale = await accept(bot, "b", ago=timedelta(minutes=40))
+    tried = await accept(bot, "c")
+    await accept(bot, "d", transport="shell")
+    now = bot.clock.now()
     for _ in range(3):
-        assert tried is not None and await inbox.start(store, tried)
-    redo, expired = await inbox.pending(store, "slack", now, timedelta(minutes=30))
+        assert await inbox.start(store, tried, "a", now, LEASE)
+    redo, expired = await inbox.take_over(
+        store,
+        "slack",
+        owner="z",
+        now=now,
+        lease=LEASE,
+        max_age=timedelta(minutes=30),
+        everything=True,
+    )
     assert [r.id for r in redo] == [fresh]
     assert sorted(r.id for r in expired) == sorted([stale, tried])
     statuses = {r.key: r.status for r in await bot.rows(InboxItem)}

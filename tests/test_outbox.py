@@ -7,8 +7,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from marvin.outbox import LEASE, DeliveryError, OutboxWorker, enqueue
-from marvin.pipeline import announcement_kind
+from marvin.outbox import ANNOUNCE, LEASE, DeliveryError, OutboxWorker, enqueue
 from marvin.store.tables import OutboxMessage
 from tests.harness import Bot
 
@@ -29,7 +28,7 @@ async def test_an_announcement_survives_a_chat_outage(bot: Bot) -> None:
     reply = await bot.say("alice", "feature set x true --staging")
     assert reply.announcement is not None
     sink = FlakySink([DeliveryError("503 from chat"), DeliveryError("rate limited", after=30)])
-    worker = OutboxWorker(bot.services.store, {announcement_kind("test"): sink}, bot.clock)
+    worker = OutboxWorker(bot.services.store, {ANNOUNCE: sink}, bot.clock)
 
     assert await worker.deliver_due() == 0
     [row] = await bot.rows(OutboxMessage)
@@ -52,7 +51,7 @@ async def test_an_announcement_survives_a_chat_outage(bot: Bot) -> None:
 async def test_a_permanent_failure_is_kept_for_a_person_to_see(bot: Bot) -> None:
     await bot.say("alice", "feature set x true --staging")
     sink = FlakySink([DeliveryError("channel_not_found", retry=False)])
-    worker = OutboxWorker(bot.services.store, {announcement_kind("test"): sink}, bot.clock)
+    worker = OutboxWorker(bot.services.store, {ANNOUNCE: sink}, bot.clock)
     assert await worker.deliver_due() == 0
     [row] = await bot.rows(OutboxMessage)
     assert row.status == "failed" and row.last_error == "channel_not_found"
@@ -87,7 +86,7 @@ async def test_commands_do_not_wait_for_a_slow_chat(any_bot: Bot) -> None:
     bot = any_bot
     await bot.say("alice", "feature set x true --staging")
     sink = StuckSink()
-    worker = OutboxWorker(bot.services.store, {announcement_kind("test"): sink}, bot.clock)
+    worker = OutboxWorker(bot.services.store, {ANNOUNCE: sink}, bot.clock)
     delivery = asyncio.create_task(worker.deliver_due())
     await asyncio.wait_for(sink.entered.wait(), 10)
     # The chat is still not answering: a change must go through regardless.
@@ -100,14 +99,14 @@ async def test_commands_do_not_wait_for_a_slow_chat(any_bot: Bot) -> None:
 async def test_a_delivery_that_dies_midway_is_due_again_after_its_lease(bot: Bot) -> None:
     await bot.say("alice", "feature set x true --staging")
     sink = StuckSink()
-    worker = OutboxWorker(bot.services.store, {announcement_kind("test"): sink}, bot.clock)
+    worker = OutboxWorker(bot.services.store, {ANNOUNCE: sink}, bot.clock)
     delivery = asyncio.create_task(worker.deliver_due())
     await asyncio.wait_for(sink.entered.wait(), 10)
     delivery.cancel()  # the process dies while the chat has the message
     with contextlib.suppress(asyncio.CancelledError):
         await delivery
     healthy = FlakySink([])
-    again = OutboxWorker(bot.services.store, {announcement_kind("test"): healthy}, bot.clock)
+    again = OutboxWorker(bot.services.store, {ANNOUNCE: healthy}, bot.clock)
     assert await again.deliver_due() == 0  # still leased to the one that died
     bot.clock.advance(LEASE)
     assert await again.deliver_due() == 1

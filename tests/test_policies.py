@@ -8,9 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from marvin.commands.base import Change
+from marvin.flags import Environment
 from marvin.pipeline import FAILED_CLOSED, Pipeline
 from marvin.policies import Decision, Request
 from marvin.store.tables import Account, AuditRecord, LocalFlag
+from marvin.wiring import registry
 from tests.harness import START, Bot
 
 BotFactory = Callable[..., Bot]
@@ -388,11 +391,13 @@ async def test_asking_for_the_state_a_flag_has_is_already_so(bot: Bot) -> None:
 async def test_a_policy_that_fails_denies(bot: Bot) -> None:
     class Broken:
         name = "broken"
+        mandatory = True
+        judges: tuple[type[Change], ...] = (Change,)
 
-        async def check(self, req: Request) -> Decision:
+        def check(self, req: Request) -> Decision:
             raise RuntimeError("directory timed out")
 
-    pipeline = Pipeline(bot.services, policies=(Broken(),))
+    pipeline = Pipeline(bot.services, registry(), policies=(Broken(),))
     reply = await pipeline.handle(bot.invocation("alice", "feature set x true --staging"))
     assert reply.denied_by == "broken" and reply.text.endswith(FAILED_CLOSED)
     assert await bot.rows(LocalFlag) == []
@@ -401,12 +406,15 @@ async def test_a_policy_that_fails_denies(bot: Bot) -> None:
 async def test_an_unexpected_error_gives_a_request_id_not_a_traceback(bot: Bot) -> None:
     class Exploding:
         name = "exploding"
+        mandatory = True
+        judges: tuple[type[Change], ...] = (Change,)
 
-        async def check(self, req: Request) -> Decision:
+        def check(self, req: Request) -> Decision:
             return Decision.allow()
 
-    bot.services.flags.put = None  # type: ignore[method-assign,assignment]
-    pipeline = Pipeline(bot.services, policies=(Exploding(),))
+    backend = bot.services.flags(Environment.staging)
+    backend.put_in = None  # type: ignore[method-assign,assignment,attr-defined]
+    pipeline = Pipeline(bot.services, registry(), policies=(Exploding(),))
     inv = bot.invocation("alice", "feature set x true --staging")
     reply = await pipeline.handle(inv)
     assert reply.kind == "error" and inv.request_id in reply.text

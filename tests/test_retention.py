@@ -9,8 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from marvin import inbox
-from marvin.outbox import DeliveryError, OutboxWorker
-from marvin.pipeline import announcement_kind
+from marvin.outbox import ANNOUNCE, DeliveryError, OutboxWorker
 from marvin.retention import prune
 from marvin.store.tables import AuditRecord, Confirmation, FlagChange, InboxItem, OutboxMessage
 from tests.harness import EXAMPLE, ROOT, Bot
@@ -26,16 +25,23 @@ async def test_old_finished_work_is_pruned_and_the_record_kept(any_bot: Bot) -> 
     await bot.say("alice", "feature set old true --staging")
     await bot.say("alice", "feature delete old --staging")  # leaves a confirmation
     item = await inbox.accept(
-        store, key="old", transport="slack", kind="event", payload={}, now=bot.clock.now()
+        store,
+        key="old",
+        transport="slack",
+        kind="event",
+        payload={},
+        now=bot.clock.now(),
+        owner="me",
+        lease=timedelta(seconds=60),
     )
     assert item is not None
     await inbox.finish(store, item, bot.clock.now())
-    worker = OutboxWorker(store, {announcement_kind("test"): FlakySink([])}, bot.clock)
+    worker = OutboxWorker(store, {ANNOUNCE: FlakySink([])}, bot.clock)
     assert await worker.deliver_due() == 1
     # One announcement that failed for good, which a person must still be able to see:
     await bot.say("alice", "feature set kept true --staging")
     failing = FlakySink([DeliveryError("channel_not_found", retry=False)])
-    await OutboxWorker(store, {announcement_kind("test"): failing}, bot.clock).deliver_due()
+    await OutboxWorker(store, {ANNOUNCE: failing}, bot.clock).deliver_due()
 
     bot.clock.advance(KEEP + timedelta(days=1))
     # ... and recent work that must stay:

@@ -138,4 +138,4 @@ def test_an_operator_approves_a_deviation_that_a_developer_then_uses(fresh_sqlit
         "#1 [closed] Roll new_nav out fast (rollout, deviation::approved)"
     ]
     missing = marvin(["issue", "label", "#9", "x"], fresh_sqlite)
-    assert missing.returncode == 1 and "there is no issue #9" in missing.stderr
+    assert missing.returncode == 1 and "has no issue #9" in missing.stderr

@@ -1,36 +1,54 @@
-"""Where flags live. `local` keeps them in Marvin's own database (the default)."""
+"""Where flags live. `local` keeps them in Marvin's own database (the default).
+
+Every backend is session-free: it is asked with no database transaction open and answers or
+raises a typed error (`marvin.adapters.errors`). The embedded store is also `Embedded`: its
+change is written inside the transaction that records it, so the change and its record are
+one commit.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin.adapters.errors import Unavailable
+from marvin.clock import Clock
 from marvin.flags import Environment, FlagState
+from marvin.store.db import Store
 from marvin.store.tables import LocalFlag
 
 
-class FlagBackendError(Exception):
-    """The backend could not be read or changed; the message is safe to show."""
-
-
 class FlagBackend(Protocol):
-    name: str
+    name: str  # the config name: local, gitlab_instance, ...
+    label: str  # what a person is told: "the embedded flag store", "GitLab"
 
-    async def get(self, session: AsyncSession, flag: str, env: Environment) -> FlagState | None: ...
+    async def get(self, flag: str, env: Environment) -> FlagState | None:
+        """The flag's state now, or None when the backend has no such flag."""
+        ...
 
-    async def list(
-        self, session: AsyncSession, env: Environment, pattern: str | None
-    ) -> list[tuple[str, FlagState]]: ...
+    async def list(self, env: Environment, pattern: str | None) -> list[tuple[str, FlagState]]: ...
 
-    async def put(
+    async def put(self, flag: str, env: Environment, state: FlagState) -> FlagState:
+        """Make the flag `state`; returns the state read back from the backend."""
+        ...
+
+    async def delete(self, flag: str, env: Environment) -> None: ...
+
+
+@runtime_checkable
+class Embedded(Protocol):
+    """A backend in Marvin's own database: changed inside the recording transaction."""
+
+    async def put_in(
         self, session: AsyncSession, flag: str, env: Environment, state: FlagState, now: datetime
     ) -> None: ...
 
-    async def delete(self, session: AsyncSession, flag: str, env: Environment) -> bool: ...
+    async def delete_in(self, session: AsyncSession, flag: str, env: Environment) -> None: ...
 
 
 def _state(row: LocalFlag) -> FlagState:
@@ -43,27 +61,49 @@ def _state(row: LocalFlag) -> FlagState:
 
 
 class LocalFlagBackend:
-    """The embedded store: the change lands in the same transaction as its audit record."""
+    """The embedded store, in the `local_flags` table."""
 
     name = "local"
+    label = "the embedded flag store"
 
-    async def get(self, session: AsyncSession, flag: str, env: Environment) -> FlagState | None:
-        row = await session.get(LocalFlag, (flag, env.value))
-        return _state(row) if row else None
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
 
-    async def list(
-        self, session: AsyncSession, env: Environment, pattern: str | None
-    ) -> list[tuple[str, FlagState]]:
-        rows = await session.scalars(
-            select(LocalFlag).where(LocalFlag.environment == env.value).order_by(LocalFlag.name)
-        )
-        return [
-            (row.name, _state(row))
-            for row in rows
-            if pattern is None or fnmatch.fnmatchcase(row.name, pattern)
-        ]
+    async def get(self, flag: str, env: Environment) -> FlagState | None:
+        try:
+            async with self._store.transaction() as session:
+                row = await session.get(LocalFlag, (flag, env.value))
+                return _state(row) if row else None
+        except (SQLAlchemyError, OSError) as exc:
+            raise Unavailable("The database", f"could not be read ({type(exc).__name__})") from exc
 
-    async def put(
+    async def list(self, env: Environment, pattern: str | None) -> list[tuple[str, FlagState]]:
+        try:
+            async with self._store.transaction() as session:
+                rows = await session.scalars(
+                    select(LocalFlag)
+                    .where(LocalFlag.environment == env.value)
+                    .order_by(LocalFlag.name)
+                )
+                return [
+                    (row.name, _state(row))
+                    for row in rows
+                    if pattern is None or fnmatch.fnmatchcase(row.name, pattern)
+                ]
+        except (SQLAlchemyError, OSError) as exc:
+            raise Unavailable("The database", f"could not be read ({type(exc).__name__})") from exc
+
+    async def put(self, flag: str, env: Environment, state: FlagState) -> FlagState:
+        async with self._store.transaction(write=True) as session:
+            await self.put_in(session, flag, env, state, self._clock.now())
+        return state
+
+    async def delete(self, flag: str, env: Environment) -> None:
+        async with self._store.transaction(write=True) as session:
+            await self.delete_in(session, flag, env)
+
+    async def put_in(
         self, session: AsyncSession, flag: str, env: Environment, state: FlagState, now: datetime
     ) -> None:
         row = await session.get(LocalFlag, (flag, env.value))
@@ -77,8 +117,7 @@ class LocalFlagBackend:
         row.updated_at = now
         await session.flush()
 
-    async def delete(self, session: AsyncSession, flag: str, env: Environment) -> bool:
-        result = await session.execute(
+    async def delete_in(self, session: AsyncSession, flag: str, env: Environment) -> None:
+        await session.execute(
             delete(LocalFlag).where(LocalFlag.name == flag, LocalFlag.environment == env.value)
         )
-        return bool(getattr(result, "rowcount", 0))

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin.adapters.errors import NotFound, Refused
+from marvin.clock import Clock
+from marvin.store.db import Store
 from marvin.store.tables import LocalIssue
 
 _LOCAL_REF = re.compile(r"^#?(\d{1,9})$")
-
-
-class IssueRefError(ValueError):
-    """The reference does not name an issue this tracker can look up."""
+SERVICE = "The issue tracker"
 
 
 class Issue(BaseModel):
@@ -36,17 +35,13 @@ class Issue(BaseModel):
 class IssueTracker(Protocol):
     name: str
 
-    async def get(self, session: AsyncSession, ref: str) -> Issue | None: ...
+    async def get(self, ref: str) -> Issue:
+        """The issue `ref` names; `NotFound` if there is none, `Refused` if `ref` is no
+        reference this tracker understands."""
+        ...
 
     async def create(
-        self,
-        session: AsyncSession,
-        *,
-        title: str,
-        description: str,
-        labels: list[str],
-        author: str,
-        now: datetime,
+        self, *, title: str, description: str, labels: list[str], author: str
     ) -> Issue: ...
 
 
@@ -54,62 +49,72 @@ def _issue(row: LocalIssue) -> Issue:
     return Issue(ref=f"#{row.id}", title=row.title, state=row.state, labels=tuple(row.labels))
 
 
+def _local_id(ref: str) -> int:
+    match = _LOCAL_REF.match(ref.strip())
+    if not match:
+        raise Refused(SERVICE, f"can't read {ref[:60]!r}: it is not an issue reference (use #123)")
+    return int(match.group(1))
+
+
 class LocalIssueTracker:
     name = "local"
 
-    async def get(self, session: AsyncSession, ref: str) -> Issue | None:
-        match = _LOCAL_REF.match(ref.strip())
-        if not match:
-            raise IssueRefError(f"{ref!r} is not an issue reference here: use #123")
-        row = await session.get(LocalIssue, int(match.group(1)))
-        return _issue(row) if row else None
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def get(self, ref: str) -> Issue:
+        number = _local_id(ref)
+        async with self._store.transaction() as session:
+            row = await session.get(LocalIssue, number)
+            if row is None:
+                raise NotFound(SERVICE, f"has no issue #{number}")
+            return _issue(row)
 
     async def create(
-        self,
-        session: AsyncSession,
-        *,
-        title: str,
-        description: str,
-        labels: list[str],
-        author: str,
-        now: datetime,
+        self, *, title: str, description: str, labels: list[str], author: str
     ) -> Issue:
-        row = LocalIssue(
-            title=title,
-            description=description,
-            labels=labels,
-            state="opened",
-            author=author,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        await session.flush()
-        return _issue(row)
+        now = self._clock.now()
+        async with self._store.transaction(write=True) as session:
+            row = LocalIssue(
+                title=title,
+                description=description,
+                labels=labels,
+                state="opened",
+                author=author,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            await session.flush()
+            return _issue(row)
 
     # Administration of the embedded tracker (the `marvin issue` command). A real tracker
     # (GitLab) is administered in its own UI, so these are not part of the Protocol.
 
     async def _row(self, session: AsyncSession, ref: str) -> LocalIssue:
-        match = _LOCAL_REF.match(ref.strip())
-        row = await session.get(LocalIssue, int(match.group(1))) if match else None
+        number = _local_id(ref)
+        row = await session.get(LocalIssue, number)
         if row is None:
-            raise IssueRefError(f"there is no issue {ref}")
+            raise NotFound(SERVICE, f"has no issue #{number}")
         return row
 
-    async def add_label(self, session: AsyncSession, ref: str, label: str, now: datetime) -> Issue:
-        row = await self._row(session, ref)
-        if label not in row.labels:
-            row.labels = [*row.labels, label]
-        row.updated_at = now
-        return _issue(row)
+    async def add_label(self, ref: str, label: str) -> Issue:
+        async with self._store.transaction(write=True) as session:
+            row = await self._row(session, ref)
+            if label not in row.labels:
+                row.labels = [*row.labels, label]
+            row.updated_at = self._clock.now()
+            return _issue(row)
 
-    async def close(self, session: AsyncSession, ref: str, now: datetime) -> Issue:
-        row = await self._row(session, ref)
-        row.state = "closed"
-        row.updated_at = now
-        return _issue(row)
+    async def close(self, ref: str) -> Issue:
+        async with self._store.transaction(write=True) as session:
+            row = await self._row(session, ref)
+            row.state = "closed"
+            row.updated_at = self._clock.now()
+            return _issue(row)
 
-    async def all(self, session: AsyncSession) -> list[Issue]:
-        rows = await session.scalars(select(LocalIssue).order_by(LocalIssue.id))
-        return [_issue(row) for row in rows]
+    async def all(self) -> list[Issue]:
+        async with self._store.transaction() as session:
+            rows = await session.scalars(select(LocalIssue).order_by(LocalIssue.id))
+            return [_issue(row) for row in rows]

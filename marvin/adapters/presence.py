@@ -6,6 +6,10 @@ from typing import Protocol
 
 
 class Presence(Protocol):
+    name: str  # the service asked, as a person reads it ("Slack")
+
     async def away(self, user_id: str) -> str | None:
-        """Why the chat considers this person unavailable, or None if it doesn't."""
+        """Why the chat considers this person unavailable, or None if it doesn't.
+
+        Raises `Unavailable` when the chat could not be asked: that is not "available"."""
         ...

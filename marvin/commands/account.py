@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin.commands.base import Change, Context, Done, Outcome, Plan, ReadOnly
+from marvin.commands.base import Change, Context, Done, Handler, Outcome, Plan
 from marvin.commands.plans import StatusPlan
-from marvin.commands.spec import Arg, CommandModel, CommandSpec
-from marvin.store.tables import Watch
+from marvin.spec import Arg, CommandModel, CommandSpec
+from marvin.store.tables import Account, Watch
 
 
 class WhoAmI(CommandModel):
@@ -27,9 +30,9 @@ class StatusBack(CommandModel):
     pass
 
 
-async def _active_watches(ctx: Context) -> list[Watch]:
+async def _active_watches(session: AsyncSession, ctx: Context) -> list[Watch]:
     return list(
-        await ctx.session.scalars(
+        await session.scalars(
             select(Watch)
             .where(Watch.account_id == ctx.caller.account.id, Watch.ends_at > ctx.now)
             .order_by(Watch.ends_at)
@@ -49,7 +52,7 @@ def _status_line(ctx: Context) -> str:
     return f"Status: away since {account.away_since.strftime('%Y-%m-%d %H:%M UTC')}{reason}."
 
 
-class WhoAmIHandler(ReadOnly):
+class WhoAmIHandler(Handler[WhoAmI]):
     async def plan(self, cmd: WhoAmI, ctx: Context) -> Plan:
         caller = ctx.caller
         account = caller.account
@@ -64,31 +67,36 @@ class WhoAmIHandler(ReadOnly):
         lines.append("Roles: " + (", ".join(sorted(caller.roles)) or "none") + ".")
         lines.append("Grants: " + (", ".join(sorted(caller.grants)) or "none") + ".")
         lines.append(_status_line(ctx))
-        watches = await _active_watches(ctx)
+        async with ctx.read() as session:
+            watches = await _active_watches(session, ctx)
         if watches:
             lines += ["Watching:", *_watch_lines(watches)]
         return Done("\n".join(lines))
 
 
-class StatusShowHandler(ReadOnly):
+class StatusShowHandler(Handler[StatusShow]):
     async def plan(self, cmd: StatusShow, ctx: Context) -> Plan:
-        watches = await _active_watches(ctx)
+        async with ctx.read() as session:
+            watches = await _active_watches(session, ctx)
         lines = [_status_line(ctx)]
         if watches:
             lines += ["Watching:", *_watch_lines(watches)]
         return Done("\n".join(lines))
 
 
-class StatusHandler:
+class StatusHandler(Handler[StatusAway | StatusBack]):
     async def plan(self, cmd: StatusAway | StatusBack, ctx: Context) -> Plan:
         away = isinstance(cmd, StatusAway)
         if (ctx.caller.account.away_since is not None) == away:
             return Done("You're already marked away." if away else "You're already marked here.")
         return StatusPlan(away=away, reason=cmd.reason if isinstance(cmd, StatusAway) else None)
 
-    async def apply(self, plan: Change, ctx: Context) -> Outcome:
+    async def record(
+        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    ) -> Outcome:
         assert isinstance(plan, StatusPlan)
-        account = ctx.caller.account
+        account = await session.get(Account, ctx.caller.account.id)
+        assert account is not None
         if not plan.away:
             account.away_since = None
             account.away_reason = None
@@ -96,7 +104,7 @@ class StatusHandler:
         account.away_since = ctx.now
         account.away_reason = plan.reason
         text = "You're marked away: I won't let you change flags until `status back`."
-        watches = await _active_watches(ctx)
+        watches = await _active_watches(session, ctx)
         if watches:
             # Going away does not end a watch you committed to; make that visible.
             text += "\nYou still committed to watch:\n" + "\n".join(_watch_lines(watches))

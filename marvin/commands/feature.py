@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin.accounts import account_for_chat_user, account_for_handle
-from marvin.commands.base import Change, Context, Done, Outcome, Plan, ReadOnly
+from marvin.adapters.errors import AdapterError
+from marvin.adapters.flags import Embedded
+from marvin.commands.base import Change, Context, Done, Handler, Moved, Outcome, Plan
 from marvin.commands.plans import FlagPlan
-from marvin.commands.spec import Arg, CommandModel, CommandSpec, Needs, Opt
+from marvin.facts import Known, Unknown, fetch
 from marvin.flags import (
     OFF,
     Environment,
@@ -25,8 +29,10 @@ from marvin.flags import (
     parse_value,
     validate_flag_name,
 )
-from marvin.grammar import mention_id
-from marvin.store.db import lock_flag
+from marvin.intents import Observation
+from marvin.services import Services
+from marvin.spec import Arg, CommandModel, CommandSpec, Needs, Opt
+from marvin.store.db import lock_flag, read_ledger
 from marvin.store.tables import FlagChange, FlagLedger, Watch
 
 _PATTERN = re.compile(r"^[a-z0-9_*?]{1,64}$")
@@ -125,33 +131,11 @@ class FeatureSet(_Named):
 
 
 def _gates(kind: Any, raw: str) -> tuple[str, ...]:
-    if kind == "user":
-        # Slack mentions are resolved to GitLab usernames later, once we can look them up.
-        items = [i.strip() for i in raw.split(",")]
-        plain = [i for i in items if mention_id(i) is None]
-        return tuple(i for i in items if mention_id(i)) + (
-            parse_gate_list(",".join(plain), "user") if plain else ()
-        )
+    # People arrive as GitLab usernames: a chat's mentions were resolved by its transport.
     return parse_gate_list(raw, kind)
 
 
-async def _resolve_users(cmd: FeatureSet, ctx: Context) -> tuple[str, ...] | Done:
-    if cmd.user is None:
-        return ()
-    users: list[str] = []
-    for item in _gates("user", cmd.user):
-        chat_id = mention_id(item)
-        if chat_id is None:
-            users.append(item)
-            continue
-        account = await account_for_chat_user(ctx.session, ctx.invocation.transport, chat_id)
-        if account is None or not account.gitlab_username:
-            return Done(f"I don't know the GitLab username of {item}; give it by name.", ok=False)
-        users.append(account.gitlab_username)
-    return tuple(dict.fromkeys(users))
-
-
-def _watch_text(ctx: Context) -> tuple[timedelta, str]:
+def _watch_until(ctx: Context) -> tuple[timedelta, str]:
     hours = ctx.services.settings.availability.watch_hours
     until = ctx.now + timedelta(hours=hours)
     return timedelta(hours=hours), until.strftime("%H:%M UTC")
@@ -167,44 +151,118 @@ async def _gather(
     of_time: bool = False,
     issue_ref: str | None = None,
     override_reason: str | None = None,
-) -> FlagPlan:
-    """Lock the flag and collect every fact the policies judge a change of it by."""
-    ledger = (await lock_flag(ctx.session, name))[env]
-    backend = ctx.services.flags
-    before = await backend.get(ctx.session, name, env)
-    oncall = await ctx.services.oncall.on_call(ctx.now)
-    oncall_account = await account_for_handle(ctx.session, oncall) if oncall else None
+) -> FlagPlan | Done:
+    """Every fact the policies judge a change of the flag by; no transaction stays open."""
+    async with ctx.read() as session:
+        ledger = await read_ledger(session, name)
+    backend = ctx.services.flags(env)
+    deviation = ctx.services.issues.get(issue_ref) if issue_ref else None
+    before, other, issue = await asyncio.gather(
+        fetch(backend.get(name, env)),
+        fetch(ctx.services.flags(env.other).get(name, env.other)),
+        fetch(deviation) if deviation is not None else _nothing(),
+    )
+    for state in (before, other):
+        if isinstance(state, Unknown):
+            return Done(
+                f"I couldn't read `{name}`: {state.shown()}. Nothing was changed.", False, "error"
+            )
+    assert isinstance(before, Known) and isinstance(other, Known)
+    mine, theirs = ledger.get(env), ledger.get(env.other)
     return FlagPlan(
         flag=name,
         env=env,
         action=action,
-        before=before,
-        after=after(before),
-        other=await backend.get(ctx.session, name, env.other),
-        exposed_since=ledger.exposed_since,
-        oncall=oncall,
-        oncall_away=oncall_account is not None and oncall_account.away_since is not None,
+        before=before.value,
+        after=after(before.value),
+        other=other.value,
+        exposed_since=mine.exposed_since if mine else None,
+        version=mine.version if mine else 0,
+        other_version=theirs.version if theirs else 0,
+        backend=backend.name,
+        remote=not isinstance(backend, Embedded),
         of_time=of_time,
         issue_ref=issue_ref,
+        deviation=issue if deviation is not None else None,
         override_reason=override_reason,
     )
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _no_such_flag(name: str, env: Environment) -> Done:
     return Done(f"There is no flag `{name}` in {env.value}.", False, "not_found")
 
 
-async def _record(ctx: Context, plan: FlagPlan) -> str:
+class _FlagChange(Handler[Any]):
+    """What setting and deleting share: the reservation, the remote call and the record."""
+
+    async def reserve(self, plan: Change, session: AsyncSession, ctx: Context) -> None:
+        assert isinstance(plan, FlagPlan)
+        rows = await lock_flag(session, plan.flag)
+        mine, theirs = rows[plan.env], rows[plan.env.other]
+        # The other environment counts too: consistency was judged on its state.
+        if mine.version != plan.version or theirs.version != plan.other_version:
+            raise Moved
+        mine.version += 1
+
+    async def apply(self, plan: Change, ctx: Context) -> dict[str, Any]:
+        assert isinstance(plan, FlagPlan)
+        backend = ctx.services.flags(plan.env)
+        if plan.after is None:
+            await backend.delete(plan.flag, plan.env)
+            return {}
+        confirmed = await backend.put(plan.flag, plan.env, plan.after)
+        return {"after": confirmed.model_dump(mode="json")}
+
+    async def record(
+        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    ) -> Outcome:
+        assert isinstance(plan, FlagPlan)
+        if not plan.remote:
+            backend = ctx.services.flags(plan.env)
+            assert isinstance(backend, Embedded)
+            if plan.after is None:
+                await backend.delete_in(session, plan.flag, plan.env)
+            else:
+                await backend.put_in(session, plan.flag, plan.env, plan.after, ctx.now)
+        elif "after" in applied:
+            # What the backend says it holds now is what happened.
+            plan = replace(plan, after=FlagState.model_validate(applied["after"]))
+        until = await record_change(session, plan, ctx)
+        return self.outcome(plan, ctx, until)
+
+    def outcome(self, plan: FlagPlan, ctx: Context, until: str) -> Outcome:
+        raise NotImplementedError
+
+    def replan(self, intent: dict[str, Any]) -> Change:
+        return FlagPlan.from_intent(intent)
+
+    async def observe(self, intent: dict[str, Any], services: Services) -> Observation:
+        plan = FlagPlan.from_intent(intent)
+        now = await services.flags(plan.env).get(plan.flag, plan.env)
+        seen = now.describe() if now else "no such flag"
+        if now == plan.after:
+            applied = {"after": now.model_dump(mode="json")} if now else {}
+            return Observation("applied", applied, seen)
+        if now == plan.before:
+            return Observation("not_applied", {}, seen)
+        return Observation("diverged", {}, seen)
+
+
+async def record_change(session: AsyncSession, plan: FlagPlan, ctx: Context) -> str:
     """Ledger, history and the watch window: what every applied flag change leaves behind."""
-    ledger = await ctx.session.get(FlagLedger, (plan.flag, plan.env.value))
-    assert ledger is not None  # locked (and created if missing) by the plan
+    ledger = await session.get(FlagLedger, (plan.flag, plan.env.value))
+    assert ledger is not None  # reserved (and created if missing) before
     if plan.exposure_after == 0:
         ledger.exposed_since = None
     elif plan.exposure_before == 0 or ledger.exposed_since is None:
         ledger.exposed_since = ctx.now
     ledger.updated_at = ctx.now
     caller = ctx.caller
-    ctx.session.add(
+    session.add(
         FlagChange(
             name=plan.flag,
             environment=plan.env.value,
@@ -221,11 +279,13 @@ async def _record(ctx: Context, plan: FlagPlan) -> str:
             created_at=ctx.now,
         )
     )
-    window, until = _watch_text(ctx)
+    window, until = _watch_until(ctx)
+    oncall = ctx.facts.oncall if ctx.facts else None
+    oncall_handle = oncall.value.handle if isinstance(oncall, Known) else None
     subject = f"feature {plan.flag} ({plan.env.value})"
     # Another change to what you're already watching extends that watch.
     watch = (
-        await ctx.session.scalars(
+        await session.scalars(
             select(Watch).where(
                 Watch.account_id == caller.account.id,
                 Watch.subject == subject,
@@ -234,29 +294,27 @@ async def _record(ctx: Context, plan: FlagPlan) -> str:
         )
     ).first()
     if watch is None:
-        ctx.session.add(
+        session.add(
             Watch(
                 account_id=caller.account.id,
                 subject=subject,
                 starts_at=ctx.now,
                 ends_at=ctx.now + window,
-                oncall_handle=plan.oncall,
+                oncall_handle=oncall_handle,
                 request_id=ctx.invocation.request_id,
             )
         )
     else:
         watch.ends_at = ctx.now + window
-        watch.oncall_handle = plan.oncall
-    await ctx.session.flush()
+        watch.oncall_handle = oncall_handle
+    await session.flush()
     return until
 
 
-class SetHandler:
+class SetHandler(_FlagChange):
     async def plan(self, cmd: FeatureSet, ctx: Context) -> Plan:
         env = cmd.environment
-        users = await _resolve_users(cmd, ctx)
-        if isinstance(users, Done):
-            return users
+        users = _gates("user", cmd.user) if cmd.user else ()
         req = cmd.request(users)
         plan = await _gather(
             ctx,
@@ -268,15 +326,15 @@ class SetHandler:
             issue_ref=cmd.issue,
             override_reason=cmd.ignore_production_check,
         )
+        if isinstance(plan, Done):
+            return plan
         if plan.after == (plan.before or OFF):
             state = plan.after.describe() if plan.after else "off"
             return Done(f"`{cmd.name}` is already {state} in {env.value}; nothing changed.")
         return plan
 
-    async def apply(self, plan: Change, ctx: Context) -> Outcome:
-        assert isinstance(plan, FlagPlan) and plan.after is not None
-        await ctx.services.flags.put(ctx.session, plan.flag, plan.env, plan.after, ctx.now)
-        until = await _record(ctx, plan)
+    def outcome(self, plan: FlagPlan, ctx: Context, until: str) -> Outcome:
+        assert plan.after is not None
         was = plan.before.describe() if plan.before else "new"
         now_is = plan.after.describe()
         return Outcome(
@@ -292,7 +350,7 @@ class SetHandler:
         )
 
 
-class DeleteHandler:
+class DeleteHandler(_FlagChange):
     async def plan(self, cmd: FeatureDelete, ctx: Context) -> Plan:
         plan = await _gather(
             ctx,
@@ -302,14 +360,11 @@ class DeleteHandler:
             lambda _before: None,
             override_reason=cmd.ignore_production_check,
         )
-        if plan.before is None:
+        if isinstance(plan, FlagPlan) and plan.before is None:
             return _no_such_flag(cmd.name, cmd.environment)
         return plan
 
-    async def apply(self, plan: Change, ctx: Context) -> Outcome:
-        assert isinstance(plan, FlagPlan)
-        await ctx.services.flags.delete(ctx.session, plan.flag, plan.env)
-        until = await _record(ctx, plan)
+    def outcome(self, plan: FlagPlan, ctx: Context, until: str) -> Outcome:
         was = plan.before.describe() if plan.before else "off"
         return Outcome(
             text=f"Deleted `{plan.flag}` in {plan.env.value} (was {was}). Watching until {until}.",
@@ -319,19 +374,29 @@ class DeleteHandler:
         )
 
 
-class GetHandler(ReadOnly):
+def _unreadable(error: AdapterError) -> Done:
+    return Done(f"I couldn't ask {error.shown()}.", False, "error")
+
+
+class GetHandler(Handler[FeatureGet]):
     async def plan(self, cmd: FeatureGet, ctx: Context) -> Plan:
         env = cmd.environment
-        state = await ctx.services.flags.get(ctx.session, cmd.name, env)
+        try:
+            state = await ctx.services.flags(env).get(cmd.name, env)
+        except AdapterError as exc:
+            return _unreadable(exc)
         if state is None:
             return _no_such_flag(cmd.name, env)
         return Done(f"`{cmd.name}` in {env.value}: {state.describe()}")
 
 
-class ListHandler(ReadOnly):
+class ListHandler(Handler[FeatureList]):
     async def plan(self, cmd: FeatureList, ctx: Context) -> Plan:
         env = cmd.environment
-        flags = await ctx.services.flags.list(ctx.session, env, cmd.pattern)
+        try:
+            flags = await ctx.services.flags(env).list(env, cmd.pattern)
+        except AdapterError as exc:
+            return _unreadable(exc)
         matching = f" matching `{cmd.pattern}`" if cmd.pattern else ""
         if not flags:
             return Done(f"No flags{matching} in {env.value}.")
@@ -340,17 +405,18 @@ class ListHandler(ReadOnly):
         return Done("\n".join(lines))
 
 
-class HistoryHandler(ReadOnly):
+class HistoryHandler(Handler[FeatureHistory]):
     async def plan(self, cmd: FeatureHistory, ctx: Context) -> Plan:
         env = cmd.environment
-        rows = list(
-            await ctx.session.scalars(
-                select(FlagChange)
-                .where(FlagChange.name == cmd.name, FlagChange.environment == env.value)
-                .order_by(FlagChange.id.desc())
-                .limit(cmd.limit)
+        async with ctx.read() as session:
+            rows = list(
+                await session.scalars(
+                    select(FlagChange)
+                    .where(FlagChange.name == cmd.name, FlagChange.environment == env.value)
+                    .order_by(FlagChange.id.desc())
+                    .limit(cmd.limit)
+                )
             )
-        )
         if not rows:
             return Done(f"No changes recorded for `{cmd.name}` in {env.value}.")
         lines = [f"Last {len(rows)} change(s) to `{cmd.name}` in {env.value}:"]
@@ -414,6 +480,7 @@ SPECS = (
         ),
         production_change=True,
         needs=Needs("grant", "feature_flags"),
+        plans=(FlagPlan,),
         examples=("feature set new_navigation 1 --actors", "feature set new_nav true --staging"),
     ),
     CommandSpec(
@@ -426,6 +493,7 @@ SPECS = (
         (_OVERRIDE, *ENV_OPTS),
         production_change=True,
         needs=Needs("role", "production"),
+        plans=(FlagPlan,),
     ),
     CommandSpec(
         "feature",

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from marvin.commands.base import Context, Done, Plan, ReadOnly
-from marvin.commands.spec import Arg, CommandModel, CommandSpec
+from marvin.commands.base import Context, Done, Handler, Plan
+from marvin.spec import Arg, CommandModel, CommandSpec, Registry
 
 
 class Help(CommandModel):
     topic: str | None = None
 
 
-class HelpHandler(ReadOnly):
+class HelpHandler(Handler[Help]):
+    """Answers from the registry it describes (given at construction: it is the registry's
+    own help, not a service every command needs)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
     async def plan(self, cmd: Help, ctx: Context) -> Plan:
-        registry = ctx.services.registry
+        registry = self.registry
         if cmd.topic is None:
             return Done(registry.overview())
         words = cmd.topic.lower().split()
@@ -28,13 +34,14 @@ class HelpHandler(ReadOnly):
         return Done(registry.group_help(group))
 
 
-SPECS = (
-    CommandSpec(
-        "help",
-        None,
-        "Show what Marvin can do, or explain one command.",
-        Help,
-        HelpHandler(),
-        (Arg("topic", "a command, e.g. `feature set`", False, True),),
-    ),
-)
+def specs(registry: Registry) -> tuple[CommandSpec, ...]:
+    return (
+        CommandSpec(
+            "help",
+            None,
+            "Show what Marvin can do, or explain one command.",
+            Help,
+            HelpHandler(registry),
+            (Arg("topic", "a command, e.g. `feature set`", False, True),),
+        ),
+    )

@@ -1,18 +1,20 @@
-"""Plans that policies judge: the facts of a proposed change, gathered under lock."""
+"""Plans that policies judge: the facts of a proposed change, gathered before judging."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from marvin.commands.base import Change
+from marvin.adapters.issues import Issue
+from marvin.commands.base import Change, Impact, ProductionChange
+from marvin.facts import Known, Unknown
 from marvin.flags import ZERO, Environment, FlagState
 
 
 @dataclass(frozen=True)
-class FlagPlan(Change):
+class FlagPlan(ProductionChange):
     flag: str
     env: Environment
     action: Literal["set", "delete"]
@@ -20,10 +22,14 @@ class FlagPlan(Change):
     after: FlagState | None  # None: the flag is deleted
     other: FlagState | None  # the same flag in the other environment
     exposed_since: datetime | None
-    oncall: str | None
-    oncall_away: bool = False
+    # The ledger versions the plan was decided on: reserving re-checks them.
+    version: int = 0
+    other_version: int = 0
+    backend: str = "local"
+    remote: bool = False
     of_time: bool = False
     issue_ref: str | None = None
+    deviation: Known[Issue] | Unknown | None = None  # the --issue, looked up
     override_reason: str | None = None
 
     @property
@@ -45,6 +51,15 @@ class FlagPlan(Change):
             and (before.enabled or not self.after.enabled)
         )
 
+    def impact(self) -> Impact:
+        return Impact(
+            environment=self.env.value,
+            lowers=self.lowers(),
+            kind="feature-flags",
+            target=f"feature flag `{self.flag}`",
+            override_reason=self.override_reason,
+        )
+
     def summary(self) -> str:
         return f"feature {self.action} {self.flag} ({self.env.value})"
 
@@ -57,6 +72,38 @@ class FlagPlan(Change):
                 f"{self.env.value} by deviation {self.issue_ref}"
             )
         return None
+
+    @classmethod
+    def from_intent(cls, intent: dict[str, Any]) -> FlagPlan:
+        def state(raw: Any) -> FlagState | None:
+            return FlagState.model_validate(raw) if raw is not None else None
+
+        return cls(
+            flag=intent["flag"],
+            env=Environment(intent["env"]),
+            action=intent["action"],
+            before=state(intent["before"]),
+            after=state(intent["after"]),
+            other=None,
+            exposed_since=None,
+            backend=intent["backend"],
+            remote=True,
+            issue_ref=intent.get("issue_ref"),
+            override_reason=intent.get("override_reason"),
+        )
+
+    def intent(self) -> dict[str, Any]:
+        """What a reconciler needs to settle this change if its outcome is unknown."""
+        return {
+            "flag": self.flag,
+            "env": self.env.value,
+            "action": self.action,
+            "backend": self.backend,
+            "before": self.before.model_dump(mode="json") if self.before else None,
+            "after": self.after.model_dump(mode="json") if self.after else None,
+            "issue_ref": self.issue_ref,
+            "override_reason": self.override_reason,
+        }
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """The policies, in the one order they are evaluated. The first deny wins.
 
-The order follows GitLab's own ChatOps: who and where first, then the production check,
-then consistency, then the rollout rules, and last whether people are there to watch.
+The order follows GitLab's own ChatOps: who and where first (the gates, before anything is
+gathered from outside), then the production check, then consistency, then the rollout
+rules, and last whether people are there to watch.
 """
 
 from __future__ import annotations
 
 from marvin.policies.availability import AvailabilityPolicy
-from marvin.policies.base import Decision, Policy, Request
+from marvin.policies.base import Decision, Gate, GateRequest, Policy, Request
 from marvin.policies.ceiling import CeilingPolicy
 from marvin.policies.change_lock import ChangeLockPolicy
 from marvin.policies.channel import ChannelPolicy
@@ -15,14 +16,17 @@ from marvin.policies.consistency import ConsistencyPolicy
 from marvin.policies.registration import RegistrationPolicy
 from marvin.policies.roles import RolePolicy
 
-POLICIES: tuple[Policy, ...] = (
+GATES: tuple[Gate, ...] = (
     ChannelPolicy(),
     RegistrationPolicy(),
     RolePolicy(),
+)
+
+POLICIES: tuple[Policy, ...] = (
     ChangeLockPolicy(),
     ConsistencyPolicy(),
     CeilingPolicy(),
     AvailabilityPolicy(),
 )
 
-__all__ = ["POLICIES", "Decision", "Policy", "Request"]
+__all__ = ["GATES", "POLICIES", "Decision", "Gate", "GateRequest", "Policy", "Request"]

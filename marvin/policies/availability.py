@@ -1,39 +1,53 @@
 from __future__ import annotations
 
-from marvin.commands.plans import FlagPlan
+from marvin.commands.base import Change, ProductionChange
+from marvin.facts import Known
 from marvin.policies.base import Decision, Request
 
 
 class AvailabilityPolicy:
-    """Whoever changes a flag stays to watch it, and a production engineer is on call."""
+    """Whoever changes production stays to watch it, and a production engineer is on call."""
 
     name = "availability"
+    mandatory = True
+    judges: tuple[type[Change], ...] = (ProductionChange,)
 
-    async def check(self, req: Request) -> Decision:
-        plan = req.plan
-        if not isinstance(plan, FlagPlan):
-            return Decision.allow()
-        settings = req.ctx.services.settings.availability
-        account = req.ctx.caller.account
+    def check(self, req: Request) -> Decision:
+        settings = req.settings.availability
+        hours = f"{settings.watch_hours:g}"
+        account = req.caller.account
         if account.away_since is not None:
             return Decision.deny(
                 f"You're marked away, and whoever changes a flag watches it for the next "
-                f"{settings.watch_hours:g} hours. Run `status back` first if you're here."
+                f"{hours} hours. Run `status back` first if you're here."
             )
-        presence = req.ctx.services.presence.get(req.ctx.invocation.transport)
-        if presence is not None:
-            away = await presence.away(req.ctx.invocation.user_id)
-            if away:
-                return Decision.deny(
-                    f"Your chat status says you're away ({away}), and whoever changes a flag "
-                    f"watches it for the next {settings.watch_hours:g} hours."
-                )
-        if plan.oncall is None or plan.oncall_away:
+        presence = req.facts.presence
+        if not isinstance(presence, Known):
+            # Not knowing whether someone is there is not knowing they are: fail closed.
+            return Decision.deny(
+                f"I couldn't tell whether you're around to watch this change "
+                f"({presence.shown()}), so I didn't make it. Try again in a minute."
+            )
+        if presence.value:
+            return Decision.deny(
+                f"Your chat status says you're away ({presence.value}), and whoever changes a "
+                f"flag watches it for the next {hours} hours."
+            )
+        oncall = req.facts.oncall
+        if not isinstance(oncall, Known):
             if settings.require_oncall:
-                who = f"@{plan.oncall} is marked away" if plan.oncall else "nobody is on call"
                 return Decision.deny(
-                    f"No production engineer is available ({who}); flag changes wait until "
+                    f"I couldn't tell who is on call ({oncall.shown()}); flag changes wait "
+                    "until I can."
+                )
+            return Decision.allow(note="On call: unknown.")
+        who = oncall.value
+        if who.handle is None or who.away:
+            if settings.require_oncall:
+                why = f"@{who.handle} is marked away" if who.handle else "nobody is on call"
+                return Decision.deny(
+                    f"No production engineer is available ({why}); flag changes wait until "
                     "someone is on call."
                 )
             return Decision.allow(note="No production engineer is on call.")
-        return Decision.allow(note=f"On call: @{plan.oncall}")
+        return Decision.allow(note=f"On call: @{who.handle}")

@@ -3,8 +3,11 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from marvin.adapters.errors import NotFound, Refused
 from marvin.clock import as_utc
+from marvin.commands.base import Change
 from marvin.commands.plans import FlagPlan
+from marvin.facts import Known
 from marvin.flags import fmt_percent
 from marvin.policies.base import Decision, Request
 
@@ -17,12 +20,15 @@ class CeilingPolicy:
     """New flags expose at most 1% of traffic until they have soaked, or a deviation is approved."""
 
     name = "ceiling"
+    mandatory = False
+    judges: tuple[type[Change], ...] = (FlagPlan,)
 
-    async def check(self, req: Request) -> Decision:
+    def check(self, req: Request) -> Decision:
         plan = req.plan
-        if not isinstance(plan, FlagPlan) or plan.action != "set":
+        assert isinstance(plan, FlagPlan)
+        if plan.action != "set":
             return Decision.allow()
-        settings = req.ctx.services.settings.flags
+        settings = req.settings.flags
         if plan.of_time and not settings.allow_random:
             return Decision.deny(
                 "A percentage of time (`--random`) flips the feature within a single request "
@@ -35,11 +41,11 @@ class CeilingPolicy:
         if after <= plan.exposure_before or after <= ceiling:
             return Decision.allow()
         soak = timedelta(hours=settings.soak_hours)
-        exposed = req.ctx.now - as_utc(plan.exposed_since) if plan.exposed_since else timedelta(0)
+        exposed = req.now - as_utc(plan.exposed_since) if plan.exposed_since else timedelta(0)
         if plan.exposed_since is not None and plan.exposure_before > 0 and exposed >= soak:
             return Decision.allow()
         if plan.issue_ref:
-            return await self._deviation(req, plan, settings.approval_labels)
+            return self._deviation(plan, settings.approval_labels)
         soaked = (
             f"it has been exposed for {_hours(exposed)} of the {_hours(soak)} soak time"
             if plan.exposed_since
@@ -52,15 +58,22 @@ class CeilingPolicy:
             f"`{settings.approval_labels[0]}`)."
         )
 
-    async def _deviation(self, req: Request, plan: FlagPlan, labels: list[str]) -> Decision:
-        assert plan.issue_ref is not None
-        tracker = req.ctx.services.issues
-        try:
-            issue = await tracker.get(req.ctx.session, plan.issue_ref)
-        except ValueError as exc:
-            return Decision.deny(str(exc))
-        if issue is None:
-            return Decision.deny(f"I can't find issue {plan.issue_ref} in the tracker.")
+    def _deviation(self, plan: FlagPlan, labels: list[str]) -> Decision:
+        fact = plan.deviation
+        if not isinstance(fact, Known):
+            if fact is None:
+                return Decision.deny(f"I haven't looked up issue {plan.issue_ref}.")
+            error = fact.error
+            if isinstance(error, NotFound):
+                return Decision.deny(f"I can't find issue {plan.issue_ref} in the tracker.")
+            if isinstance(error, Refused):
+                return Decision.deny(f"{error.shown()}.")
+            # Unreachable is not unapproved, but it is not approved either: fail closed.
+            return Decision.deny(
+                f"I couldn't check deviation issue {plan.issue_ref}: {error.shown()}. "
+                "Nothing was changed; try again in a minute."
+            )
+        issue = fact.value
         if not issue.is_open:
             return Decision.deny(f"Issue {issue.ref} is closed; a deviation needs an open issue.")
         if not set(labels) & set(issue.labels):

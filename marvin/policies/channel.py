@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from marvin.policies.base import Decision, Request
+from marvin.policies.base import Decision, GateRequest
 
 
 class ChannelPolicy:
@@ -8,11 +8,11 @@ class ChannelPolicy:
 
     name = "channel"
 
-    async def check(self, req: Request) -> Decision:
+    def check(self, req: GateRequest) -> Decision:
         if not req.spec.production_change:
             return Decision.allow()
-        channel = req.ctx.services.settings.production_channel
-        place = req.ctx.invocation.place
+        channel = req.settings.production_channel
+        place = req.invocation.place
         # By id, not name: a channel can be renamed, or another one given the same name.
         if not place.is_dm and place.id == channel.id:
             return Decision.allow()

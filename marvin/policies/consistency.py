@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from marvin.commands.base import Change
 from marvin.commands.plans import FlagPlan
 from marvin.flags import Environment
 from marvin.policies.base import Decision, Request
@@ -9,11 +10,12 @@ class ConsistencyPolicy:
     """Production never runs ahead of staging."""
 
     name = "consistency"
+    mandatory = False
+    judges: tuple[type[Change], ...] = (FlagPlan,)
 
-    async def check(self, req: Request) -> Decision:
+    def check(self, req: Request) -> Decision:
         plan = req.plan
-        if not isinstance(plan, FlagPlan):
-            return Decision.allow()
+        assert isinstance(plan, FlagPlan)
         other_on = plan.other is not None and plan.other.is_on()
         # Raising production needs staging on; lowering production is always fine.
         if plan.env is Environment.production and not plan.lowers() and not other_on:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from marvin.policies.base import Decision, Request
+from marvin.policies.base import Decision, GateRequest
 
 
 class RegistrationPolicy:
@@ -8,11 +8,11 @@ class RegistrationPolicy:
 
     name = "registration"
 
-    async def check(self, req: Request) -> Decision:
-        account = req.ctx.caller.account
+    def check(self, req: GateRequest) -> Decision:
+        account = req.caller.account
         if account.state != "active":
             return Decision.deny("Your Marvin account is blocked; ask a production engineer.")
-        if req.spec.production_change and req.ctx.caller.person is None:
+        if req.spec.production_change and req.caller.person is None:
             email = account.email or "no e-mail known"
             return Decision.deny(
                 f"I can't find you in the roles registry ({email}), so I can't tell what "

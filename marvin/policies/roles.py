@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from marvin.accounts import Caller
-from marvin.commands.spec import Needs
-from marvin.policies.base import Decision, Request
+from marvin.policies.base import Decision, GateRequest
+from marvin.spec import Needs
 
 # Production ssh access (support, release managers) is not a grant that changes anything
 # here: it does not let anyone delete flags or override the production check.
@@ -21,8 +21,8 @@ class RolePolicy:
 
     name = "roles"
 
-    async def check(self, req: Request) -> Decision:
-        caller = req.ctx.caller
+    def check(self, req: GateRequest) -> Decision:
+        caller = req.caller
         needs = req.spec.needs
         if needs is not None and not meets(caller, needs):
             if needs.kind == "grant":

@@ -25,6 +25,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from marvin import inbox
+from marvin.accounts import account_for_chat_user
+from marvin.adapters.errors import Unavailable
 from marvin.config import Settings
 from marvin.metrics import Metrics
 from marvin.models import Invocation, Place, Reply
@@ -39,6 +41,8 @@ log = structlog.get_logger(__name__)
 
 TRANSPORT = "slack"
 _LEADING_MENTION = re.compile(r"^\s*<@[A-Z0-9]+>[\s:,]*")
+# `<@U123>` or `<@U123|name>`: Slack's way of naming a person in text.
+_MENTION = re.compile(r"<@([A-Z0-9]{1,32})(?:\|([^>]{0,80}))?>")
 # A response_url answers for 30 minutes; work older than this can no longer reply there.
 REDO_WITHIN = timedelta(minutes=25)
 UNAVAILABLE = (
@@ -101,6 +105,7 @@ class SlackTransport:
         metrics: Metrics,
         outbox: OutboxWorker | None,
         signing_secret: str | None,
+        owner: str,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -108,7 +113,11 @@ class SlackTransport:
         self.people = people
         self.metrics = metrics
         self.outbox = outbox
+        # This replica's name: what it accepts is its own until its lease runs out.
+        self.owner = owner
+        self.lease = timedelta(seconds=settings.inbox.lease_seconds)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._working: set[int] = set()
         self._identity: AuthorizeResult | None = None
         # Bolt warns that the client's token "will be ignored" when `authorize` is given;
         # it isn't (authorize returns that same token), and the warning alarms operators.
@@ -229,6 +238,8 @@ class SlackTransport:
             kind=kind,
             payload=payload,
             now=self._now(),
+            owner=self.owner,
+            lease=self.lease,
         )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -246,15 +257,40 @@ class SlackTransport:
             log.exception("slack.background_failed")
 
     async def drain(self, grace: float = 20.0) -> None:
-        """Let work already acknowledged finish before shutting down: it was accepted."""
+        """Let work already acknowledged finish before shutting down: it was accepted. What
+        is still running after `grace` is stopped and given back to the inbox, undone."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
+        late = set(self._tasks)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=5)
 
-    async def recover(self) -> int:
-        """Take up work acknowledged before a crash; tell people about work too old to do."""
-        redo, expired = await inbox.pending(self._store, TRANSPORT, self._now(), REDO_WITHIN)
+    async def renew(self) -> int:
+        """Tell the other replicas this one is alive and still on what it holds."""
+        return await inbox.renew(self._store, self.owner, self._now(), self.lease)
+
+    async def release(self) -> int:
+        """Stopping: give back what this replica holds but did not finish."""
+        return await inbox.release(self._store, self.owner, self._now())
+
+    async def recover(self, *, everything: bool = False) -> int:
+        """Take up work whose replica's lease ran out (a crash, a replica gone; with
+        `everything`, all pending work: this is the only replica); tell people about work
+        too old to do."""
+        redo, expired = await inbox.take_over(
+            self._store,
+            TRANSPORT,
+            owner=self.owner,
+            now=self._now(),
+            lease=self.lease,
+            max_age=REDO_WITHIN,
+            everything=everything,
+        )
         for item in redo:
-            self._spawn(self._work(item.id, item.kind, dict(item.payload)))
+            if item.id not in self._working:
+                self._spawn(self._work(item.id, item.kind, item.payload, redelivered=True))
         for item in expired:
             channel, user = item.payload.get("channel_id"), item.payload.get("user_id")
             if channel and user:
@@ -271,37 +307,93 @@ class SlackTransport:
 
     # --- the work, from the stored payload (live, or taken up again after a crash) ------
 
-    async def _work(self, item: int, kind: str, payload: dict[str, Any]) -> None:
-        if not await inbox.start(self._store, item):
+    async def _work(
+        self, item: int, kind: str, payload: dict[str, Any], *, redelivered: bool = False
+    ) -> None:
+        if item in self._working:
             return
+        self._working.add(item)
         try:
-            request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
-            inv = await self._invocation(request_id, payload)
-            reply = await self._handle(inv)
-            if kind == "event":
-                await self._in_thread(payload, reply)
-            else:  # a slash command or a button click: answered through its response_url
-                await self._answer(payload.get("response_url"), inv, reply)
-        finally:
+            if not await inbox.start(self._store, item, self.owner, self._now(), self.lease):
+                return
+            try:
+                request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
+                inv = await self._invocation(request_id, payload, redelivered)
+                reply = await self._handle(inv)
+                if kind == "event":
+                    await self._in_thread(payload, reply)
+                else:  # a slash command or a button click: answered through its response_url
+                    await self._answer(payload.get("response_url"), inv, reply)
+            except BaseException:
+                # Not done: give it back, so recovery takes it up again (within its tries).
+                await asyncio.shield(inbox.release_one(self._store, item, self._now()))
+                raise
+            # Done only once it was worked on and answered.
             await inbox.finish(self._store, item, self._now())
+        finally:
+            self._working.discard(item)
 
-    async def _invocation(self, request_id: str, payload: dict[str, Any]) -> Invocation:
+    async def _invocation(
+        self, request_id: str, payload: dict[str, Any], redelivered: bool = False
+    ) -> Invocation:
         user_id = str(payload.get("user_id") or "")
-        info = await self.people.get(user_id)
+        identity_error: str | None = None
+        name, email = str(payload.get("user_name") or user_id), None
+        try:
+            info = await self.people.get(user_id)
+            name, email = str(payload.get("user_name") or info.name), info.email
+        except Unavailable as exc:
+            # Unknown is not "nobody": the pipeline says Slack didn't answer, if it matters.
+            identity_error = exc.service
+        text, unresolved = await self._resolve_mentions(str(payload.get("text") or "help"))
         return Invocation(
             request_id=request_id,
             transport=TRANSPORT,
             user_id=user_id,
-            user_name=str(payload.get("user_name") or (info.name if info else user_id)),
-            user_email=info.email if info else None,
+            user_name=name,
+            user_email=email,
             place=Place(
                 id=str(payload.get("channel_id") or ""),
                 name=payload.get("channel_name"),
                 is_dm=bool(payload.get("is_dm")),
             ),
-            text=str(payload.get("text") or "help"),
+            text=text,
             received_at=self._now(),
+            unresolved=unresolved,
+            identity_error=identity_error,
+            redelivered=redelivered,
         )
+
+    async def _resolve_mentions(self, text: str) -> tuple[str, tuple[str, ...]]:
+        """Slack's `<@U123>` becomes `@<gitlab username>`: the core sees people, not Slack
+        ids. Whom Marvin can't place is named as Slack shows them, and listed."""
+        found = {m.group(1): m.group(2) for m in _MENTION.finditer(text)}
+        if not found:
+            return text, ()
+        names: dict[str, str] = {}
+        unresolved: list[str] = []
+        for chat_id, label in found.items():
+            username = await self._gitlab_username(chat_id)
+            if username is None:
+                shown = f"@{label or chat_id}"
+                unresolved.append(shown)
+                names[chat_id] = shown
+            else:
+                names[chat_id] = f"@{username}"
+        return _MENTION.sub(lambda m: names[m.group(1)], text), tuple(unresolved)
+
+    async def _gitlab_username(self, chat_id: str) -> str | None:
+        async with self._store.transaction() as session:
+            account = await account_for_chat_user(session, TRANSPORT, chat_id)
+        if account is not None and account.gitlab_username:
+            return account.gitlab_username
+        try:
+            info = await self.people.get(chat_id)
+        except Unavailable:
+            return None
+        directory = self.pipeline.services.directory
+        person = await directory.by_email(info.email) if info.email else None
+        return person.gitlab_username if person else None
 
     async def _in_thread(self, payload: dict[str, Any], reply: Reply) -> None:
         try:

@@ -11,6 +11,8 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from marvin.adapters.deadline import within
+from marvin.adapters.errors import Unavailable
 from marvin.clock import Clock
 from marvin.config import SlackConfig
 from marvin.metrics import Metrics
@@ -48,23 +50,29 @@ class _TTLCache:
         self._items[key] = (time.monotonic(), value)
 
 
+SERVICE = "Slack"
+
+
 class SlackPeople:
     def __init__(self, client: AsyncWebClient, config: SlackConfig, metrics: Metrics) -> None:
         self._client = client
         self._metrics = metrics
+        self._timeout = config.timeout_seconds
         self._cache = _TTLCache(config.people_cache_seconds)
 
-    async def get(self, user_id: str, *, fresh: bool = False) -> SlackUser | None:
-        """Who `user_id` is; `fresh` asks Slack even when a cached answer exists."""
+    async def get(self, user_id: str, *, fresh: bool = False) -> SlackUser:
+        """Who `user_id` is; `fresh` asks Slack even when a cached answer exists.
+
+        Raises `Unavailable` when Slack did not answer in time or refused."""
         cached: SlackUser | None = None if fresh else self._cache.get(user_id)
         if cached is not None:
             return cached
         try:
-            response = await self._client.users_info(user=user_id)
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            response = await within(self._timeout, SERVICE, self._client.users_info(user=user_id))
+        except (SlackApiError, aiohttp.ClientError, Unavailable) as exc:
             self._metrics.api_errors.labels("slack", "users.info", error_name(exc)).inc()
             log.warning("slack.users_info_failed", user=user_id, error=error_name(exc))
-            return None
+            raise Unavailable(SERVICE, f"did not tell me ({error_name(exc)})") from exc
         raw = response.get("user") or {}
         profile = raw.get("profile") or {}
         user = SlackUser(
@@ -86,9 +94,11 @@ class SlackPresence:
 
     A bot token sees another person's scheduled do-not-disturb window but not their manual
     snooze (dnd.info only shows snooze fields to the person themselves). When Slack cannot
-    be asked, this says nothing rather than blocking every change: the other availability
-    checks still apply.
+    be asked in time this raises `Unavailable`: not knowing is not "available", and the
+    availability policy decides what that means.
     """
+
+    name = SERVICE
 
     def __init__(
         self,
@@ -109,7 +119,8 @@ class SlackPresence:
         cached: tuple[str | None] | None = self._cache.get(user_id)
         if cached is not None:
             return cached[0]
-        reason = await self._ask(user_id)
+        # One deadline for the whole question (presence, do-not-disturb, status).
+        reason = await within(self._config.timeout_seconds, SERVICE, self._ask(user_id))
         self._cache.put(user_id, (reason,))
         return reason
 
@@ -125,15 +136,15 @@ class SlackPresence:
             start, end = dnd.get("next_dnd_start_ts"), dnd.get("next_dnd_end_ts")
             if dnd.get("dnd_enabled") and start and end and start <= now < end:
                 return "in do-not-disturb hours"
-        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+        except (SlackApiError, aiohttp.ClientError) as exc:
             self._metrics.api_errors.labels("slack", "presence", error_name(exc)).inc()
             log.warning("slack.presence_failed", user=user_id, error=error_name(exc))
-            return None
+            raise Unavailable(
+                SERVICE, f"did not say whether you're away ({error_name(exc)})"
+            ) from exc
         # The status is part of what this cache keeps (presence_cache_seconds), so it is
         # read afresh here rather than from the longer-lived people cache.
         user = await self._people.get(user_id, fresh=True)
-        if user is None:
-            return None
         if user.status_expiration and user.status_expiration <= now:
             return None
         text = user.status_text.lower()

@@ -48,6 +48,11 @@ def missing_for_serve(settings: Settings, secrets: SlackSecrets) -> list[str]:
             problems.append("SLACK_APP_TOKEN is not set (the app-level token, xapp-...)")
         elif not secrets.app_token.get_secret_value().startswith("xapp-"):
             problems.append("SLACK_APP_TOKEN does not look like an app-level token (xapp-...)")
+    if settings.production_channel.chat == "none":
+        problems.append(
+            "production_channel.chat is none: set it to slack (or auto), so that announcements "
+            "go to the channel in Slack"
+        )
     if settings.production_channel.id == PLACEHOLDER_CHANNEL:
         problems.append(
             "production_channel.id is still the example value; set it to your channel's id"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,18 +24,21 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from marvin import intents
 from marvin.config import Settings
 from marvin.metrics import CONTENT_TYPE, Metrics
-from marvin.outbox import OutboxWorker
-from marvin.pipeline import Pipeline, announcement_kind
-from marvin.retention import prune_periodically
+from marvin.outbox import ANNOUNCE, OutboxWorker
+from marvin.retention import prune
+from marvin.services import Services
+from marvin.single import AlreadyServing, sqlite_serve_lock
 from marvin.slack.announce import SlackAnnouncer
 from marvin.slack.app import TRANSPORT, SlackTransport
 from marvin.slack.errors import error_name
 from marvin.slack.people import SlackPeople, SlackPresence
 from marvin.slack.secrets import SlackSecrets
 from marvin.store.db import Store
-from marvin.wiring import Services, build_services
+from marvin.supervisor import Job, Leases, Supervisor, replica_id
+from marvin.wiring import build_pipeline, build_services
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +80,7 @@ class Bot:
     outbox: OutboxWorker
     metrics: Metrics
     web: web.Application
+    supervisor: Supervisor
 
 
 def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | None = None) -> Bot:
@@ -86,20 +91,22 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
     people = SlackPeople(client, settings.slack, metrics)
     presence = SlackPresence(client, people, settings.slack, services.clock, metrics)
     services = dataclasses.replace(services, presence={**services.presence, TRANSPORT: presence})
+    # Announcements are for the production channel, wherever the command came from: this
+    # replica delivers every one of them (when it holds the outbox job).
     outbox = OutboxWorker(
-        services.store,
-        {announcement_kind(TRANSPORT): SlackAnnouncer(client, metrics)},
-        services.clock,
+        services.store, {ANNOUNCE: SlackAnnouncer(client, metrics)}, services.clock
     )
     signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
+    pipeline = build_pipeline(services)
     transport = SlackTransport(
         settings=settings,
-        pipeline=Pipeline(services),
+        pipeline=pipeline,
         client=client,
         people=people,
         metrics=metrics,
         outbox=outbox,
         signing_secret=signing if settings.slack.mode == "http" else None,
+        owner=replica_id(),
     )
     app = build_web_app(
         transport,
@@ -108,7 +115,31 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         settings.slack.max_body_bytes,
         serve_events=settings.slack.mode == "http",
     )
-    return Bot(services=services, transport=transport, outbox=outbox, metrics=metrics, web=app)
+    lease = timedelta(seconds=settings.inbox.lease_seconds)
+    jobs = [
+        Job("outbox:announce", 1.0, outbox.deliver_due, outbox.wakeup),
+        # Work a dead replica acknowledged is taken over once its lease has run out.
+        Job("inbox:recovery", max(1.0, lease.total_seconds() / 4), transport.recover),
+        Job("intents:settle", 10.0, lambda: intents.settle_due(services, pipeline.registry, lease)),
+        Job(
+            "retention",
+            3600.0,
+            lambda: prune(
+                services.store,
+                services.clock.now(),
+                timedelta(days=settings.database.retention_days),
+            ),
+        ),
+    ]
+    supervisor = Supervisor(Leases(services.store, services.clock, transport.owner, lease), jobs)
+    return Bot(
+        services=services,
+        transport=transport,
+        outbox=outbox,
+        metrics=metrics,
+        web=app,
+        supervisor=supervisor,
+    )
 
 
 def build_web_app(
@@ -164,6 +195,20 @@ def build_web_app(
     return app
 
 
+async def _renew_leases(bot: Bot, stop: asyncio.Event) -> None:
+    """While this replica lives, what it holds stays its own."""
+    every = bot.services.settings.inbox.lease_seconds / 3
+    while not stop.is_set():
+        try:
+            await bot.transport.renew()
+        except Exception:
+            log.exception("inbox.renew_failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every)
+        except TimeoutError:
+            pass
+
+
 async def serve(
     settings: Settings,
     secrets: SlackSecrets,
@@ -179,73 +224,85 @@ async def serve(
     await runner.setup()
     handled: list[signal.Signals] = []
     socket_mode: AsyncSocketModeHandler | None = None
-    worker: asyncio.Task[None] | None = None
-    pruner: asyncio.Task[None] | None = None
+    background: list[asyncio.Task[None]] = []
     # Whatever fails on the way up, the port, the database pool and the signal handlers
     # are given back.
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        with sqlite_serve_lock(bot.services.store) as alone:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, stop.set)
+                    handled.append(sig)
+                except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                    pass
             try:
-                loop.add_signal_handler(sig, stop.set)
-                handled.append(sig)
-            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-                pass
-        try:
-            await bot.transport.prepare()
-        except SlackApiError as exc:
-            log.error("serve.bot_token_refused", error=error_name(exc))
-            return 2
-        site = web.TCPSite(
-            runner, settings.slack.host, port if port is not None else settings.slack.port
-        )
-        await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else settings.slack.port
-        if settings.slack.mode == "socket":
-            assert secrets.app_token is not None
-            app_token = secrets.app_token.get_secret_value()
-            # The first connection URL is asked for here: slack_sdk retries a refused (revoked,
-            # mistyped) app token forever, a traceback every few seconds, and never says so.
-            url: str | None = None
-            try:
-                opened = await bot.transport.client.apps_connections_open(app_token=app_token)
-                url = str(opened["url"])
+                await bot.transport.prepare()
             except SlackApiError as exc:
-                if error_name(exc) != "ratelimited":
-                    log.error("serve.socket_mode_refused", error=error_name(exc))
+                log.error("serve.bot_token_refused", error=error_name(exc))
+                return 2
+            site = web.TCPSite(
+                runner, settings.slack.host, port if port is not None else settings.slack.port
+            )
+            await site.start()
+            bound = runner.addresses[0][1] if runner.addresses else settings.slack.port
+            if settings.slack.mode == "socket":
+                socket_mode = await _connect_socket_mode(bot, secrets)
+                if socket_mode is None:
                     return 2
-            socket_mode = TimedSocketModeHandler(
-                bot.transport.app, app_token=app_token, web_client=bot.transport.client
+            # The only replica (SQLite) takes up everything left pending at once; with
+            # several (PostgreSQL), only what a dead replica's lease no longer covers.
+            await bot.transport.recover(everything=alone)
+            background = [
+                asyncio.create_task(bot.supervisor.run(stop)),
+                asyncio.create_task(_renew_leases(bot, stop)),
+            ]
+            log.info(
+                "serve.started", mode=settings.slack.mode, port=bound, replica=bot.transport.owner
             )
-            socket_mode.metrics = bot.metrics
-            socket_mode.client.wss_uri = url
-            await socket_mode.connect_async()  # type: ignore[no-untyped-call]
-        await bot.transport.recover()
-        worker = asyncio.create_task(bot.outbox.run(stop))
-        pruner = asyncio.create_task(
-            prune_periodically(
-                bot.services.store,
-                bot.services.clock,
-                timedelta(days=settings.database.retention_days),
-                stop,
-            )
-        )
-        log.info("serve.started", mode=settings.slack.mode, port=bound)
-        if ready is not None:
-            ready(bound)
-        await stop.wait()
+            if ready is not None:
+                ready(bound)
+            await stop.wait()
+    except AlreadyServing as exc:
+        log.error("serve.already_running", database=exc.path)
+        print(str(exc), file=sys.stderr)
+        return 2
     finally:
         log.info("serve.stopping")
         if socket_mode is not None:
             await socket_mode.close_async()  # type: ignore[no-untyped-call]
         await bot.transport.drain()
         stop.set()
-        if worker is not None:
-            await worker
-        if pruner is not None:
-            await pruner
+        for task in background:
+            await task
+        try:
+            await bot.transport.release()
+        except Exception:
+            log.exception("inbox.release_failed")
         await runner.cleanup()
         await bot.services.store.dispose()
         for sig in handled:
             # The loop may outlive this server (tests, embedding): Ctrl-C is theirs again.
             loop.remove_signal_handler(sig)
     return 0
+
+
+async def _connect_socket_mode(bot: Bot, secrets: SlackSecrets) -> AsyncSocketModeHandler | None:
+    assert secrets.app_token is not None
+    app_token = secrets.app_token.get_secret_value()
+    # The first connection URL is asked for here: slack_sdk retries a refused (revoked,
+    # mistyped) app token forever, a traceback every few seconds, and never says so.
+    url: str | None = None
+    try:
+        opened = await bot.transport.client.apps_connections_open(app_token=app_token)
+        url = str(opened["url"])
+    except SlackApiError as exc:
+        if error_name(exc) != "ratelimited":
+            log.error("serve.socket_mode_refused", error=error_name(exc))
+            return None
+    socket_mode = TimedSocketModeHandler(
+        bot.transport.app, app_token=app_token, web_client=bot.transport.client
+    )
+    socket_mode.metrics = bot.metrics
+    socket_mode.client.wss_uri = url
+    await socket_mode.connect_async()  # type: ignore[no-untyped-call]
+    return socket_mode

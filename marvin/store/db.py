@@ -1,14 +1,19 @@
 """Engine, transactions and row locks.
 
-A flag change and the policy checks that decide it run in one transaction that holds the
-flag's rows: `SELECT ... FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite (which takes
-the database's write lock up front, so two raises cannot both read the old state).
+Write transactions are short and hold no outside call (`write_open()` tells, for the tests'
+tripwire). On SQLite a write transaction starts with `BEGIN IMMEDIATE`, which takes the
+database's write lock up front: it blocks every other writer, the inbox write of each ack
+included, for as long as it is open. A flag change reserves its ledger rows with
+`SELECT ... FOR UPDATE` (PostgreSQL) and checks the versions its plan was decided on.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, event, select, text
@@ -21,6 +26,13 @@ from marvin.flags import Environment
 from marvin.store.tables import FlagLedger
 
 _WRITE_OPTION = "marvin_write"
+# How many write transactions the current task (and what it awaits) holds open.
+_WRITES_OPEN: ContextVar[int] = ContextVar("marvin_writes_open", default=0)
+
+
+def write_open() -> bool:
+    """True while this task holds a write transaction: no outside call may be made now."""
+    return _WRITES_OPEN.get() > 0
 
 
 def _sqlite_hooks(engine: AsyncEngine) -> None:
@@ -65,18 +77,23 @@ class Store:
     @asynccontextmanager
     async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: committed when the block ends, rolled back if it raises."""
-        async with self.engine.connect() as conn:
-            if write:
-                await conn.execution_options(**{_WRITE_OPTION: True})
-            session = AsyncSession(bind=conn, expire_on_commit=False)
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
-            finally:
-                await session.close()
+        token = _WRITES_OPEN.set(_WRITES_OPEN.get() + 1) if write else None
+        try:
+            async with self.engine.connect() as conn:
+                if write:
+                    await conn.execution_options(**{_WRITE_OPTION: True})
+                session = AsyncSession(bind=conn, expire_on_commit=False)
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+                finally:
+                    await session.close()
+        finally:
+            if token is not None:
+                _WRITES_OPEN.reset(token)
 
     async def ping(self) -> bool:
         try:
@@ -90,14 +107,26 @@ class Store:
         await self.engine.dispose()
 
 
+@dataclass(frozen=True)
+class LedgerEntry:
+    version: int
+    exposed_since: datetime | None
+
+
+async def read_ledger(session: AsyncSession, name: str) -> dict[Environment, LedgerEntry]:
+    """The flag's ledger as it stands (a plain read; reserving re-checks the versions)."""
+    rows = await session.scalars(select(FlagLedger).where(FlagLedger.name == name))
+    return {Environment(r.environment): LedgerEntry(r.version, r.exposed_since) for r in rows}
+
+
 async def lock_flag(session: AsyncSession, name: str) -> dict[Environment, FlagLedger]:
     """Hold the flag's ledger rows (both environments) until the transaction ends.
 
-    The rows are created first if missing, so a brand-new flag is locked as firmly as an old
-    one; a rolled-back change takes its new rows with it. Environments are locked in one
-    fixed order so two changes never deadlock.
+    The rows are created first if missing (at version 0), so a brand-new flag is reserved as
+    firmly as an old one; a rolled-back change takes its new rows with it. Environments are
+    locked in one fixed order so two changes never deadlock.
     """
-    rows = [{"name": name, "environment": env.value} for env in Environment]
+    rows = [{"name": name, "environment": env.value, "version": 0} for env in Environment]
     await session.execute(
         insert_ignoring_conflicts(session, FlagLedger).values(rows).on_conflict_do_nothing()
     )

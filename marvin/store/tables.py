@@ -107,13 +107,16 @@ class LocalFlag(Base):
 class FlagLedger(Base):
     """Marvin's own record per flag and environment, whatever the backend.
 
-    Its rows are what a change locks, and `exposed_since` is what the soak time counts from.
+    Its rows are what a change reserves: `version` goes up with every change, so a change
+    decided on an older version is planned again. `exposed_since` is what the soak time
+    counts from.
     """
 
     __tablename__ = "flag_ledger"
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     environment: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     exposed_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -214,6 +217,10 @@ class InboxItem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The replica working on it, until when: another replica takes it over only once the
+    # lease has run out (the owner renews it while it lives).
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class OutboxMessage(Base):
@@ -231,3 +238,39 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class JobLease(Base):
+    """Which replica runs a background job (outbox, recovery, retention...), until when.
+
+    `fence` goes up with every grant, so work done under an older grant can tell.
+    """
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    fence: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ChangeIntent(Base):
+    """A change sent to an outside system: written before the call, settled after it.
+
+    A call that timed out leaves the intent `unknown`, and the reconciler settles it by
+    reading the backend: applied, not applied, or diverged (for a person to look at).
+    """
+
+    __tablename__ = "change_intents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    command: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    invocation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

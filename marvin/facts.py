@@ -1,0 +1,112 @@
+"""Facts from outside, gathered before judging, with no transaction open.
+
+A fact that could not be had is not a guess: it is `Unknown`, with the service and the
+reason, and the policy that needs it decides (failing closed where safety depends on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeAlias, TypeVar
+
+from sqlalchemy import select
+
+from marvin.accounts import account_for_handle
+from marvin.adapters.errors import AdapterError
+from marvin.models import Invocation
+from marvin.services import Services
+from marvin.store.tables import Incident
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Known(Generic[T]):
+    value: T
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """The fact could not be had: `error` says from which service and why."""
+
+    error: AdapterError
+
+    def shown(self) -> str:
+        return self.error.shown()
+
+
+Fact: TypeAlias = Known[T] | Unknown
+
+
+async def fetch(call: Awaitable[T]) -> Known[T] | Unknown:
+    """The call's answer as a fact; a typed adapter error becomes `Unknown`."""
+    try:
+        return Known(await call)
+    except AdapterError as exc:
+        return Unknown(exc)
+
+
+@dataclass(frozen=True)
+class OnCall:
+    handle: str | None
+    away: bool = False  # marked away in Marvin, which makes them unavailable
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    ref: str
+    severity: int
+    title: str
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What every production change is judged by, beyond its own plan."""
+
+    # Why the caller's chat says they are away (None: it doesn't), or Unknown.
+    presence: Known[str | None] | Unknown
+    oncall: Known[OnCall] | Unknown
+    incidents: tuple[OpenIncident, ...]
+
+
+async def _presence(services: Services, inv: Invocation) -> str | None:
+    presence = services.presence.get(inv.transport)
+    if presence is None:
+        return None  # this chat has no notion of presence; Marvin's own status still counts
+    # The adapter keeps its own deadline (its config section's timeout_seconds).
+    return await presence.away(inv.user_id)
+
+
+async def _oncall(services: Services, now: datetime) -> OnCall:
+    handle = await services.oncall.on_call(now)
+    if handle is None:
+        return OnCall(None)
+    async with services.store.transaction() as session:
+        account = await account_for_handle(session, handle)
+    return OnCall(handle, away=account is not None and account.away_since is not None)
+
+
+async def _incidents(services: Services) -> tuple[OpenIncident, ...]:
+    async with services.store.transaction() as session:
+        rows = await session.scalars(
+            select(Incident)
+            .where(Incident.state == "open")
+            .order_by(Incident.severity, Incident.id)
+        )
+        return tuple(
+            OpenIncident(ref=r.issue_ref or str(r.id), severity=r.severity, title=r.title)
+            for r in rows
+        )
+
+
+async def gather(services: Services, inv: Invocation, now: datetime) -> Facts:
+    """The facts of a production change, asked concurrently."""
+    presence, oncall, incidents = await asyncio.gather(
+        fetch(_presence(services, inv)),
+        fetch(_oncall(services, now)),
+        _incidents(services),
+    )
+    return Facts(presence=presence, oncall=oncall, incidents=incidents)

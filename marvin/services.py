@@ -1,0 +1,36 @@
+"""What the core works with: settings, clock, store and the chosen adapters.
+
+Built once by `marvin.wiring`; commands, policies and the pipeline read it, never change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from marvin.adapters.directory import Directory
+from marvin.adapters.flags import FlagBackend
+from marvin.adapters.issues import IssueTracker
+from marvin.adapters.oncall import Oncall
+from marvin.adapters.presence import Presence
+from marvin.clock import Clock
+from marvin.config import Settings
+from marvin.flags import Environment
+from marvin.store.db import Store
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    clock: Clock
+    store: Store
+    # Per environment: the backend its flags live in.
+    flag_backends: Mapping[Environment, FlagBackend]
+    issues: IssueTracker
+    directory: Directory
+    oncall: Oncall
+    # Per transport: what each chat says about whether someone is away.
+    presence: Mapping[str, Presence] = field(default_factory=dict)
+
+    def flags(self, env: Environment) -> FlagBackend:
+        return self.flag_backends[env]
