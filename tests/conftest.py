@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from marvin.store import migrate
+from tests import tripwire
 from tests.harness import Bot, make_bot
 
 PG_URL = os.environ.get(
@@ -145,3 +146,14 @@ async def any_bot(db_url: str) -> AsyncIterator[Bot]:
     bot = make_bot(db_url)
     yield bot
     await bot.services.store.dispose()
+
+
+@pytest.fixture(autouse=True)
+def no_outside_call_under_a_write_transaction() -> Iterator[None]:
+    """Every test: an HTTP call made while a write transaction is open fails it."""
+    tripwire.install()
+    tripwire.take()
+    yield
+    found = tripwire.take()
+    if found:
+        pytest.fail("outside call under a write transaction:\n" + "\n".join(found[:3]))
