@@ -1,0 +1,1 @@
+"""Real servers (Unleash, ...) that the tests start on loopback."""
