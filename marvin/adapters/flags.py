@@ -13,13 +13,11 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin.adapters.errors import Unavailable
 from marvin.clock import Clock
 from marvin.flags import Environment, FlagState
-from marvin.store.db import Store
+from marvin.store.db import Store, database_answers
 from marvin.store.tables import LocalFlag
 
 
@@ -71,15 +69,13 @@ class LocalFlagBackend:
         self._clock = clock
 
     async def get(self, flag: str, env: Environment) -> FlagState | None:
-        try:
+        with database_answers():
             async with self._store.transaction() as session:
                 row = await session.get(LocalFlag, (flag, env.value))
                 return _state(row) if row else None
-        except (SQLAlchemyError, OSError) as exc:
-            raise Unavailable("The database", f"could not be read ({type(exc).__name__})") from exc
 
     async def list(self, env: Environment, pattern: str | None) -> list[tuple[str, FlagState]]:
-        try:
+        with database_answers():
             async with self._store.transaction() as session:
                 rows = await session.scalars(
                     select(LocalFlag)
@@ -91,17 +87,17 @@ class LocalFlagBackend:
                     for row in rows
                     if pattern is None or fnmatch.fnmatchcase(row.name, pattern)
                 ]
-        except (SQLAlchemyError, OSError) as exc:
-            raise Unavailable("The database", f"could not be read ({type(exc).__name__})") from exc
 
     async def put(self, flag: str, env: Environment, state: FlagState) -> FlagState:
-        async with self._store.transaction(write=True) as session:
-            await self.put_in(session, flag, env, state, self._clock.now())
+        with database_answers():
+            async with self._store.transaction(write=True) as session:
+                await self.put_in(session, flag, env, state, self._clock.now())
         return state
 
     async def delete(self, flag: str, env: Environment) -> None:
-        async with self._store.transaction(write=True) as session:
-            await self.delete_in(session, flag, env)
+        with database_answers():
+            async with self._store.transaction(write=True) as session:
+                await self.delete_in(session, flag, env)
 
     async def put_in(
         self, session: AsyncSession, flag: str, env: Environment, state: FlagState, now: datetime

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.errors import NotFound, Refused
 from marvin.clock import Clock
-from marvin.store.db import Store
+from marvin.store.db import Store, database_answers
 from marvin.store.tables import LocalIssue
 
 _LOCAL_REF = re.compile(r"^#?(\d{1,9})$")
@@ -65,29 +65,31 @@ class LocalIssueTracker:
 
     async def get(self, ref: str) -> Issue:
         number = _local_id(ref)
-        async with self._store.transaction() as session:
-            row = await session.get(LocalIssue, number)
-            if row is None:
-                raise NotFound(SERVICE, f"has no issue #{number}")
-            return _issue(row)
+        with database_answers():
+            async with self._store.transaction() as session:
+                row = await session.get(LocalIssue, number)
+        if row is None:
+            raise NotFound(SERVICE, f"has no issue #{number}")
+        return _issue(row)
 
     async def create(
         self, *, title: str, description: str, labels: list[str], author: str
     ) -> Issue:
         now = self._clock.now()
-        async with self._store.transaction(write=True) as session:
-            row = LocalIssue(
-                title=title,
-                description=description,
-                labels=labels,
-                state="opened",
-                author=author,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            await session.flush()
-            return _issue(row)
+        with database_answers():
+            async with self._store.transaction(write=True) as session:
+                row = LocalIssue(
+                    title=title,
+                    description=description,
+                    labels=labels,
+                    state="opened",
+                    author=author,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                await session.flush()
+                return _issue(row)
 
     # Administration of the embedded tracker (the `marvin issue` command). A real tracker
     # (GitLab) is administered in its own UI, so these are not part of the Protocol.

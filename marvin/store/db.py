@@ -9,8 +9,8 @@ included, for as long as it is open. A flag change reserves its ledger rows with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +20,10 @@ from sqlalchemy import Table, event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
+from marvin.adapters.errors import Unavailable
 from marvin.flags import Environment
 from marvin.store.tables import FlagLedger
 
@@ -53,6 +55,15 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def database_answers() -> Iterator[None]:
+    """For adapters kept in the database: a database that fails is `Unavailable`."""
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise Unavailable("The database", f"did not answer ({type(exc).__name__})") from exc
 
 
 def insert_ignoring_conflicts(session: AsyncSession, table: type[Any] | Table) -> Any:
