@@ -12,9 +12,7 @@ it later by reading the backend, as a background job on one replica at a time:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from sqlalchemy import or_, select, update
@@ -23,27 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from marvin import audit
 from marvin.accounts import caller_for, granted
 from marvin.adapters.errors import AdapterError
+from marvin.announce import announce
+from marvin.commands.base import Change, Context
 from marvin.models import Announcement, Invocation
 from marvin.outbox import ANNOUNCE, enqueue
+from marvin.services import Services
+from marvin.spec import Registry
 from marvin.store.tables import Account, ChangeIntent
-
-if TYPE_CHECKING:
-    from marvin.commands.base import Change, Context
-    from marvin.services import Services
-    from marvin.spec import Registry
 
 log = structlog.get_logger(__name__)
 
 UNSETTLED = ("applying", "unknown")
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What the backend holds now, against what the change wanted."""
-
-    status: Literal["applied", "not_applied", "diverged"]
-    applied: dict[str, Any]  # as `Handler.apply` would have reported it
-    seen: str  # the state, for people
 
 
 async def open_intent(session: AsyncSession, ctx: Context, command: str, plan: Change) -> int:
@@ -102,9 +90,6 @@ async def settle_due(services: Services, registry: Registry, stale_after: timede
 
 
 async def _settle(services: Services, registry: Registry, row: ChangeIntent) -> int:
-    from marvin.commands.base import Context
-    from marvin.pipeline import announce
-
     group, _, verb = row.command.partition(" ")
     spec = registry.find(group, verb or None)
     if spec is None:

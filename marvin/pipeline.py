@@ -33,12 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from marvin import audit, intents
 from marvin.accounts import Caller, caller_for, ensure_account, granted, known_account
 from marvin.adapters.errors import AdapterError, OutcomeUnknown
+from marvin.announce import announce
 from marvin.commands.base import Change, Context, Done, Moved, Outcome, Plan, Rerun
 from marvin.commands.confirm import AlreadySpent, spend
 from marvin.facts import gather as gather_facts
 from marvin.grammar import Parsed, UsageError, parse
-from marvin.models import Announcement, ConfirmRequest, Invocation, Reply
-from marvin.outbox import ANNOUNCE, enqueue
+from marvin.models import ConfirmRequest, Invocation, Reply
 from marvin.policies import GATES, POLICIES, Decision, Gate, GateRequest, Policy, Request
 from marvin.policies.roles import meets
 from marvin.services import Services
@@ -491,32 +491,3 @@ class Answer:
         account = await session.get(Account, self.caller.account.id)
         if account is not None:
             account.last_seen_at = self.services.clock.now()
-
-
-async def announce(
-    session: AsyncSession,
-    services: Services,
-    inv: Invocation,
-    caller: Caller,
-    spec: CommandSpec,
-    outcome: Outcome,
-    notes: list[str],
-) -> Announcement | None:
-    """Queue a production change's announcement for the production channel, in the same
-    transaction as the change: whatever chat the command came through, it goes there."""
-    if not spec.production_change or not outcome.announcement:
-        return None
-    announcement = Announcement(
-        channel_id=services.settings.production_channel.id,
-        text=". ".join([outcome.announcement, *notes]) + ".",
-        fields={**outcome.fields, "by": caller.handle, "request_id": inv.request_id},
-        idempotency_key=f"announce:{inv.request_id}",
-    )
-    await enqueue(
-        session,
-        kind=ANNOUNCE,
-        key=announcement.idempotency_key,
-        payload=announcement.model_dump(mode="json"),
-        now=services.clock.now(),
-    )
-    return announcement

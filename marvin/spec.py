@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from marvin.commands.base import Change, Handler, ProductionChange
-
-if TYPE_CHECKING:
-    from marvin.policies.base import Policy
+from marvin.commands.base import Change, Handler
 
 
 class CommandModel(BaseModel):
@@ -92,12 +89,6 @@ class CommandSpec:
         return "\n".join(lines)
 
 
-class RegistryError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
-
-
 @dataclass
 class Registry:
     specs: list[CommandSpec] = field(default_factory=list)
@@ -109,28 +100,6 @@ class Registry:
                 raise ValueError(f"command {spec.name!r} defined twice")
             self.specs.append(spec)
             self.group_summaries.setdefault(spec.group, group_summary)
-
-    def check(self, policies: Iterable[Policy]) -> None:
-        """Refuse a command set whose production changes some mandatory policy can't judge.
-
-        Caught here, at start, rather than as a change that slips past a check at run time.
-        """
-        mandatory = [p for p in policies if p.mandatory]
-        problems: list[str] = []
-        for spec in self.specs:
-            production = [p for p in spec.plans if issubclass(p, ProductionChange)]
-            if spec.production_change and not spec.plans:
-                problems.append(f"`{spec.name}` changes production but declares no plans")
-            if production and not spec.production_change:
-                problems.append(f"`{spec.name}` plans production changes but isn't marked so")
-            for plan in spec.plans if spec.production_change else ():
-                for policy in mandatory:
-                    if not issubclass(plan, policy.judges):
-                        problems.append(
-                            f"`{spec.name}`: the {policy.name} policy can't judge {plan.__name__}"
-                        )
-        if problems:
-            raise RegistryError(problems)
 
     def groups(self) -> list[str]:
         return list(self.group_summaries)

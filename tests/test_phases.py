@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.commands.base import Change, Context, Handler, Outcome, Plan, ProductionChange
-from marvin.commands.catalog import build_registry
+from marvin.commands.catalog import RegistryError, build_registry, check
 from marvin.pipeline import Pipeline
 from marvin.policies import POLICIES
 from marvin.shell import Shell
-from marvin.spec import CommandModel, CommandSpec, Registry, RegistryError
+from marvin.spec import CommandModel, CommandSpec, Registry
 from marvin.store.tables import AuditRecord, FlagChange, LocalFlag, OutboxMessage
 from marvin.supervisor import Job, Leases, Supervisor
 from marvin.wiring import build_services
@@ -208,7 +208,7 @@ def test_a_production_change_no_mandatory_policy_can_judge_stops_the_start(
     registry = Registry()
     registry.add("a mystery", [_spec(plans, production)])
     with pytest.raises(RegistryError) as raised:
-        registry.check(POLICIES)
+        check(registry, POLICIES)
     assert problem in str(raised.value)
 
 

@@ -29,7 +29,6 @@ from marvin.services import Services
 
 if TYPE_CHECKING:
     from marvin.accounts import Caller
-    from marvin.intents import Observation
 
 C = TypeVar("C", contravariant=True)
 
@@ -107,6 +106,15 @@ class Rerun:
     token: str
     text: str
     place: Place
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a backend holds now, against what a change whose outcome was unknown wanted."""
+
+    status: Literal["applied", "not_applied", "diverged"]
+    applied: dict[str, Any]  # as `Handler.apply` would have reported it
+    seen: str  # the state, for people
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,38 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from marvin.commands import account, confirm, feature, help
+from marvin.commands.base import ProductionChange
 from marvin.policies.base import Policy
 from marvin.spec import Registry
+
+
+class RegistryError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def check(registry: Registry, policies: Iterable[Policy]) -> None:
+    """Refuse a command set whose production changes some mandatory policy can't judge.
+
+    Caught here, at start, rather than as a change that slips past a check at run time.
+    """
+    mandatory = [p for p in policies if p.mandatory]
+    problems: list[str] = []
+    for spec in registry.specs:
+        production = [p for p in spec.plans if issubclass(p, ProductionChange)]
+        if spec.production_change and not spec.plans:
+            problems.append(f"`{spec.name}` changes production but declares no plans")
+        if production and not spec.production_change:
+            problems.append(f"`{spec.name}` plans production changes but isn't marked so")
+        for plan in spec.plans if spec.production_change else ():
+            for policy in mandatory:
+                if not issubclass(plan, policy.judges):
+                    problems.append(
+                        f"`{spec.name}`: the {policy.name} policy can't judge {plan.__name__}"
+                    )
+    if problems:
+        raise RegistryError(problems)
 
 
 def build_registry(policies: Iterable[Policy]) -> Registry:
@@ -18,5 +48,5 @@ def build_registry(policies: Iterable[Policy]) -> Registry:
     registry.add("whether you're around to watch your changes", account.SPECS[1:])
     registry.add("go ahead with a change Marvin asked you to confirm", confirm.SPECS)
     registry.add("this help", help.specs(registry))
-    registry.check(policies)
+    check(registry, policies)
     return registry

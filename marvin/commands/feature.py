@@ -16,7 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.errors import AdapterError
 from marvin.adapters.flags import Embedded
-from marvin.commands.base import Change, Context, Done, Handler, Moved, Outcome, Plan
+from marvin.commands.base import (
+    Change,
+    Context,
+    Done,
+    Handler,
+    Moved,
+    Observation,
+    Outcome,
+    Plan,
+)
 from marvin.commands.plans import FlagPlan
 from marvin.facts import Known, Unknown, fetch
 from marvin.flags import (
@@ -29,7 +38,6 @@ from marvin.flags import (
     parse_value,
     validate_flag_name,
 )
-from marvin.intents import Observation
 from marvin.services import Services
 from marvin.spec import Arg, CommandModel, CommandSpec, Needs, Opt
 from marvin.store.db import lock_flag, read_ledger
