@@ -75,7 +75,9 @@ EnvName = Literal["staging", "production"]
 
 
 class FlagsConfig(Section):
+    # Where flags live; `backends` chooses per environment, `backend` is the default.
     backend: str = "local"
+    backends: dict[EnvName, str] = Field(default_factory=dict)
     ceiling_percent: float = Field(1.0, gt=0, le=100)
     ceiling_environments: list[EnvName] = Field(
         default_factory=lambda: list[EnvName](["production"])
@@ -142,6 +144,34 @@ class DirectoryConfig(Section):
     path: Path | None = Field(None, description="A roles file; when unset, people/roles below")
     people: list[Person] = Field(default_factory=list)
     roles: dict[str, Role] = Field(default_factory=dict)
+
+
+class GitLabConfig(Section):
+    """GitLab: the token only from the environment (GITLAB_TOKEN; GITLAB_TOKEN_<ENV> for an
+    environment's own instance)."""
+
+    url: str | None = None
+    timeout_seconds: float = Field(10, gt=0, le=120)
+    # gitlab_instance flags: each environment's flags are that GitLab instance's features.
+    instances: dict[EnvName, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("instances")
+    @classmethod
+    def _http_instances(cls, value: dict[EnvName, str]) -> dict[EnvName, str]:
+        for url in value.values():
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"{url!r} must be an http(s) URL")
+        return {env: url.rstrip("/") for env, url in value.items()}
+
+    def instance_url(self, env: str) -> str | None:
+        return self.instances.get(env) or self.url  # type: ignore[call-overload]
 
 
 class IssuesConfig(Section):
@@ -245,6 +275,7 @@ class Settings(BaseSettings):
     limits: LimitsConfig = LimitsConfig()
     inbox: InboxConfig = InboxConfig()
     slack: SlackConfig = SlackConfig()
+    gitlab: GitLabConfig = GitLabConfig()
 
     @classmethod
     def settings_customise_sources(

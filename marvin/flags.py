@@ -62,6 +62,12 @@ def parse_percentage(raw: str) -> Decimal:
         raise ValueError(f"{raw!r} is not a percentage") from exc
     if value > HUNDRED:
         raise ValueError(f"{raw!r} is over 100%")
+    return percent(value)
+
+
+def percent(value: Decimal | float | int | str) -> Decimal:
+    """One spelling for one percentage, whatever wrote it (a person, JSON, a backend)."""
+    value = Decimal(str(value))
     # normalize() alone writes 100 as 1E+2, which str() and JSON would then carry along.
     if value == value.to_integral_value():
         return value.quantize(Decimal(1))
@@ -155,10 +161,12 @@ def apply_set(current: FlagState, req: SetRequest) -> FlagState:
             return current.model_copy(update={"actors": remaining})
         return OFF
     assert isinstance(req.value, Decimal)
+    # Zero is off: no "0% of actors" gate is left behind.
+    share = req.value if req.value > ZERO else None
     return FlagState(
         enabled=False,
-        percentage_of_actors=req.value if req.of == "actors" else None,
-        percentage_of_time=req.value if req.of == "time" else None,
+        percentage_of_actors=share if req.of == "actors" else None,
+        percentage_of_time=share if req.of == "time" else None,
         actors=_merge(actors, req.gates),
     )
 

@@ -6,11 +6,14 @@ each builds. A name that isn't here is a configuration error (`config check` lis
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from marvin.adapters.directory import FileDirectory
-from marvin.adapters.flags import LocalFlagBackend
+from marvin.adapters.flags import FlagBackend, LocalFlagBackend
+from marvin.adapters.gitlab import GitLabClient
+from marvin.adapters.gitlab_flags import GitLabInstanceFlags
 from marvin.adapters.issues import LocalIssueTracker
 from marvin.adapters.oncall import FileRotation
 from marvin.adapters.presence import Presence
@@ -24,12 +27,31 @@ from marvin.services import Services
 from marvin.spec import Registry
 from marvin.store.db import Store
 
-# What each builder gets: the settings, the store and the clock.
-Builder = Callable[[Settings, Store, Clock], Any]
+# What each builder gets: the settings, the store and the clock (and a flag backend, the
+# environment it serves).
+Builder = Callable[..., Any]
+
+
+def gitlab_token(env: Environment | None = None) -> str | None:
+    """Marvin's GitLab token, from the environment only: GITLAB_TOKEN_<ENV> for an
+    environment's own instance, else GITLAB_TOKEN."""
+    named = os.environ.get(f"GITLAB_TOKEN_{env.value.upper()}", "") if env else ""
+    return (named or os.environ.get("GITLAB_TOKEN", "")).strip() or None
+
+
+def _gitlab_instance(
+    settings: Settings, store: Store, clock: Clock, env: Environment
+) -> FlagBackend:
+    url = settings.gitlab.instance_url(env.value)
+    assert url is not None  # backend_problems refuses the config otherwise
+    client = GitLabClient(url, gitlab_token(env), settings.gitlab.timeout_seconds)
+    return GitLabInstanceFlags(client, env)
+
 
 BACKENDS: Mapping[str, Mapping[str, Builder]] = {
     "flags": {
-        "local": lambda settings, store, clock: LocalFlagBackend(store, clock),
+        "local": lambda settings, store, clock, env: LocalFlagBackend(store, clock),
+        "gitlab_instance": _gitlab_instance,
     },
     "issues": {
         "local": lambda settings, store, clock: LocalIssueTracker(store, clock),
@@ -43,6 +65,10 @@ BACKENDS: Mapping[str, Mapping[str, Builder]] = {
 }
 
 
+def flag_backend_name(settings: Settings, env: Environment) -> str:
+    return settings.flags.backends.get(env.value, settings.flags.backend)
+
+
 def _chosen(settings: Settings) -> dict[str, str]:
     return {
         "flags": settings.flags.backend,
@@ -53,13 +79,26 @@ def _chosen(settings: Settings) -> dict[str, str]:
 
 
 def backend_problems(settings: Settings) -> list[str]:
-    """Every `backend:` key naming an implementation that doesn't exist."""
+    """Every `backend:` key naming an implementation that doesn't exist, or one that lacks
+    the settings it needs."""
+    chosen = [(f"{section}.backend", section, name) for section, name in _chosen(settings).items()]
+    chosen += [
+        (f"flags.backends.{env}", "flags", name) for env, name in settings.flags.backends.items()
+    ]
     problems = []
-    for section, name in _chosen(settings).items():
+    for key, section, name in chosen:
         known = BACKENDS[section]
         if name not in known:
             names = ", ".join(repr(k) for k in known)
-            problems.append(f"{section}.backend: unknown backend {name!r} (one of: {names})")
+            problems.append(f"{key}: unknown backend {name!r} (one of: {names})")
+    for env in Environment:
+        if flag_backend_name(settings, env) == "gitlab_instance" and not (
+            settings.gitlab.instance_url(env.value)
+        ):
+            problems.append(
+                f"gitlab.instances.{env.value}: {env.value} flags are in GitLab's instance "
+                "features, so say which GitLab (or set gitlab.url)"
+            )
     return problems
 
 
@@ -77,12 +116,15 @@ def build_services(
     def build(section: str) -> Any:
         return BACKENDS[section][chosen[section]](settings, store, clock)
 
-    flags = build("flags")
+    flags = {
+        env: BACKENDS["flags"][flag_backend_name(settings, env)](settings, store, clock, env)
+        for env in Environment
+    }
     return Services(
         settings=settings,
         clock=clock,
         store=store,
-        flag_backends={env: flags for env in Environment},
+        flag_backends=flags,
         issues=build("issues"),
         directory=build("directory"),
         oncall=build("oncall"),

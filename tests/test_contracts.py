@@ -9,6 +9,7 @@ same behaviour.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -27,6 +28,7 @@ from marvin.metrics import Metrics
 from marvin.slack.people import SlackPeople, SlackPresence
 from marvin.store.db import Store
 from marvin.wiring import BACKENDS
+from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.harness import START, make_settings
 from tests.slack_harness import populate
@@ -40,7 +42,8 @@ Factory = Callable[[str], Any]
 def _builder(section: str, name: str, **sections: Any) -> Factory:
     def build(url: str) -> Any:
         settings = make_settings(url, **sections)
-        return BACKENDS[section][name](settings, Store(url), FrozenClock(START))
+        extra = (Environment.production,) if section == "flags" else ()
+        return BACKENDS[section][name](settings, Store(url), FrozenClock(START), *extra)
 
     return build
 
@@ -53,21 +56,53 @@ async def _dispose(adapter: Any) -> None:
 
 # --- flags ---------------------------------------------------------------------------------
 
-FLAG_BACKENDS = ["local"]
+FLAG_BACKENDS = ["local", "gitlab_instance"]
+GITLAB_TOKEN = "glpat-contract-admin"
+
+
+def gitlab_world(gitlab: FakeGitLab) -> None:
+    """The people, groups and projects the flag contract names as actors."""
+    gitlab.add_user("marvin", token=GITLAB_TOKEN, admin=True)
+    gitlab.add_user("bob")
+    gitlab.add_group("gitlab-org")
+    gitlab.add_project("gitlab-org/gitlab")
+
+
+@asynccontextmanager
+async def flag_backend(name: str, database: str, reachable: bool = True) -> AsyncIterator[Any]:
+    if name != "gitlab_instance":
+        backend = _builder("flags", name)(database if reachable else UNREACHABLE_DB)
+        try:
+            yield backend
+        finally:
+            await _dispose(backend)
+        return
+    async with FakeGitLab() as gitlab:
+        gitlab_world(gitlab)
+        url = gitlab.url if reachable else "http://127.0.0.1:1"
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("GITLAB_TOKEN", GITLAB_TOKEN)
+            backend = _builder(
+                "flags",
+                name,
+                flags={"backend": name},
+                gitlab={"instances": {"production": url}, "timeout_seconds": 2},
+            )(database)
+        yield backend
 
 
 @pytest.fixture(params=FLAG_BACKENDS)
 async def flags(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[FlagBackend]:
-    backend: FlagBackend = _builder("flags", request.param)(sqlite_url)
-    yield backend
-    await _dispose(backend)
+    async with flag_backend(request.param, sqlite_url) as backend:
+        yield backend
 
 
 @pytest.fixture(params=FLAG_BACKENDS)
-async def unreachable_flags(request: pytest.FixtureRequest) -> AsyncIterator[FlagBackend]:
-    backend: FlagBackend = _builder("flags", request.param)(UNREACHABLE_DB)
-    yield backend
-    await _dispose(backend)
+async def unreachable_flags(
+    request: pytest.FixtureRequest, sqlite_url: str
+) -> AsyncIterator[FlagBackend]:
+    async with flag_backend(request.param, sqlite_url, reachable=False) as backend:
+        yield backend
 
 
 ONE_PERCENT = FlagState(percentage_of_actors=Decimal(1))
@@ -84,7 +119,7 @@ async def test_flags_an_unknown_flag_is_none(flags: FlagBackend) -> None:
         FlagState(enabled=True),
         ONE_PERCENT,
         FlagState(percentage_of_time=Decimal("0.5")),
-        FlagState(actors=("group:gitlab-org", "user:bob")),
+        FlagState(actors=("group:gitlab-org", "project:gitlab-org/gitlab", "user:bob")),
         FlagState(percentage_of_actors=Decimal(25), actors=("user:bob",)),
         FlagState(),
     ],
@@ -96,10 +131,23 @@ async def test_flags_what_is_put_is_read_back(flags: FlagBackend, state: FlagSta
     assert await flags.get("contract_flag", Environment.production) == state
 
 
-async def test_flags_environments_are_apart(flags: FlagBackend) -> None:
-    await flags.put("apart", Environment.staging, FlagState(enabled=True))
-    assert await flags.get("apart", Environment.production) is None
-    assert await flags.get("apart", Environment.staging) == FlagState(enabled=True)
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        (FlagState(enabled=True), ONE_PERCENT),
+        (ONE_PERCENT, FlagState(percentage_of_time=Decimal(1))),
+        (FlagState(actors=("user:bob",)), FlagState(actors=("group:gitlab-org",))),
+        (FlagState(percentage_of_actors=Decimal(5), actors=("user:bob",)), FlagState()),
+        (ONE_PERCENT, FlagState(enabled=True)),
+    ],
+    ids=["on to 1%", "actors to time", "swap actors", "to off", "1% to on"],
+)
+async def test_flags_any_state_reaches_any_other(
+    flags: FlagBackend, first: FlagState, then: FlagState
+) -> None:
+    await flags.put("moving", Environment.production, first)
+    assert await flags.put("moving", Environment.production, then) == then
+    assert await flags.get("moving", Environment.production) == then
 
 
 async def test_flags_list_matches_patterns(flags: FlagBackend) -> None:
