@@ -6,7 +6,7 @@ CONFIG ?= config.example.yaml
 USER_HANDLE ?= alice
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit install clean bench
+.PHONY: run test lint typecheck unit install clean bench unleash
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -28,7 +28,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy marvin
 
-unit: $(STAMP)
+# A real Unleash server (and the Node 22 it needs), pinned, from the npm registry.
+unleash:
+	tests/servers/install-unleash
+
+unit: $(STAMP) unleash
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
@@ -37,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis marvin.db marvin.db-*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis marvin.db marvin.db-* .cache/unleash

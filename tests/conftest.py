@@ -21,6 +21,9 @@ from marvin.store import migrate
 from tests import tripwire
 from tests.harness import Bot, make_bot
 
+# The real servers some tests need, as session fixtures (`unleash_server`).
+pytest_plugins = ["tests.servers.unleash"]
+
 PG_URL = os.environ.get(
     "MARVIN_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
