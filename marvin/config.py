@@ -248,6 +248,10 @@ class InboxConfig(Section):
     # How long a replica's claim on acknowledged work lasts without being renewed: a replica
     # that dies leaves its work to the others after this long.
     lease_seconds: float = Field(60, ge=2, le=3600)
+    # How many commands one replica works on at once.
+    workers: int = Field(8, ge=1, le=256)
+    # A new command that would be answered later than this is refused at once.
+    max_answer_seconds: float = Field(30, gt=0, le=600)
 
 
 class LimitsConfig(Section):

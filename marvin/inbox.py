@@ -13,15 +13,19 @@ been worked on and answered.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import or_, select, update
 
-from marvin.clock import as_utc
+from marvin.clock import Clock, as_utc
 from marvin.store.db import Store, insert_ignoring_conflicts
 from marvin.store.tables import InboxItem
+
+log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 3
 
@@ -47,40 +51,131 @@ async def accept(
     lease: timedelta,
 ) -> int | None:
     """Store a delivery, held by `owner`; its id, or None when the key was already accepted."""
-    async with store.transaction(write=True) as session:
+    row = _row(key, transport, kind, payload, now, owner, lease)
+    return (await _insert(store, [row]))[key]
+
+
+def _row(
+    key: str,
+    transport: str,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    owner: str,
+    lease: timedelta,
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "transport": transport,
+        "kind": kind,
+        "payload": payload,
+        "status": "pending",
+        # Taken up by the replica that accepted it: this is its first attempt.
+        "attempts": 1,
+        "received_at": now,
+        "owner": owner,
+        "lease_until": now + lease,
+    }
+
+
+async def _insert(store: Store, rows: list[dict[str, Any]]) -> dict[str, int | None]:
+    """Insert deliveries in one transaction: each key's new id, or None if it was there."""
+    async with store.transaction(write=True, urgent=True) as session:
         result = await session.execute(
             insert_ignoring_conflicts(session, InboxItem)
-            .values(
-                key=key,
-                transport=transport,
-                kind=kind,
-                payload=payload,
-                status="pending",
-                attempts=0,
-                received_at=now,
-                owner=owner,
-                lease_until=now + lease,
-            )
+            .values(rows)
             .on_conflict_do_nothing(index_elements=["key"])
-            .returning(InboxItem.id)
+            .returning(InboxItem.id, InboxItem.key)
         )
-        return result.scalar_one_or_none()
+        made = {key: id_ for id_, key in result.all()}
+    return {row["key"]: made.get(row["key"]) for row in rows}
 
 
-async def start(store: Store, item_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
-    """Begin work on an item this replica holds; False if it is done or held elsewhere."""
+class Acceptor:
+    """Writes deliveries in groups: while one transaction commits, the next deliveries wait
+    together for the next one. Many acks, one transaction, one trip to the disk; and the
+    writes go first among everything waiting to write (the acks wait on them)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[int | None]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def accept(
+        self,
+        *,
+        key: str,
+        transport: str,
+        kind: str,
+        payload: dict[str, Any],
+        now: datetime,
+        owner: str,
+        lease: timedelta,
+    ) -> int | None:
+        done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((_row(key, transport, kind, payload, now, owner, lease), done))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            # One key twice in a group (a redelivery racing its original): one row.
+            rows = list({row["key"]: row for row, _ in group}.values())
+            try:
+                ids = await _insert(self._store, rows)
+            except Exception as exc:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            given: set[str] = set()
+            for row, done in group:
+                key = row["key"]
+                # The first in the group gets the id; a duplicate gets None, as if later.
+                if not done.done():
+                    done.set_result(None if key in given else ids[key])
+                given.add(key)
+
+
+class Finisher:
+    """Marks answered items done, in groups, behind the urgent writes: a worker hands its
+    item over and moves on to the next."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._done: list[int] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    def finish(self, item_id: int) -> None:
+        self._done.append(item_id)
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write())
+
+    async def flush(self) -> None:
+        while self._writing is not None and not self._writing.done():
+            await asyncio.shield(self._writing)
+
+    async def _write(self) -> None:
+        while self._done:
+            group, self._done = self._done, []
+            try:
+                await _mark_done(self._store, group, self._clock.now())
+            except Exception:
+                log.exception("inbox.finish_failed", items=len(group))
+                self._done[:0] = group  # tried again with the next group
+                await asyncio.sleep(1)
+
+
+async def _mark_done(store: Store, ids: list[int], now: datetime) -> None:
     async with store.transaction(write=True) as session:
-        result = await session.execute(
+        await session.execute(
             update(InboxItem)
-            .where(
-                InboxItem.id == item_id,
-                InboxItem.status == "pending",
-                or_(InboxItem.owner == owner, InboxItem.lease_until < now),
-            )
-            .values(attempts=InboxItem.attempts + 1, owner=owner, lease_until=now + lease)
-            .returning(InboxItem.attempts)
+            .where(InboxItem.id.in_(ids), InboxItem.status == "pending")
+            .values(status="done", done_at=now)
         )
-        return result.scalar_one_or_none() is not None
 
 
 async def finish(store: Store, item_id: int, now: datetime, status: str = "done") -> None:
@@ -155,5 +250,6 @@ async def take_over(
             else:
                 row.owner = owner
                 row.lease_until = now + lease
+                row.attempts += 1
                 redo.append(item)
         return redo, expired

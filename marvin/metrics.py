@@ -26,6 +26,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 3),
             registry=self.registry,
         )
+        self.refused = Counter(
+            "marvin_refused_total",
+            "Deliveries refused at once because the backlog would make answers too late",
+            ["kind"],
+            registry=self.registry,
+        )
         self.api_errors = Counter(
             "marvin_outbound_api_errors_total",
             "Failed calls to outside APIs",

@@ -3,8 +3,11 @@ replica that accepted it keeps it until its lease runs out."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
+
+from sqlalchemy import update
 
 from marvin import inbox
 from marvin.store.tables import InboxItem
@@ -43,11 +46,42 @@ async def test_a_delivery_is_accepted_once_and_claimed_once(any_bot: Bot) -> Non
         "lease": LEASE,
     }
     assert await inbox.accept(store, **kwargs) is None
-    assert await inbox.start(store, first, "a", now, LEASE)
     await inbox.finish(store, first, now)
-    assert not await inbox.start(store, first, "a", now, LEASE)  # done: a replay does nothing
+    any_bot.clock.advance(minutes=5)
+    redo, _ = await inbox.take_over(
+        store,
+        "slack",
+        owner="b",
+        now=any_bot.clock.now(),
+        lease=LEASE,
+        max_age=timedelta(minutes=25),
+        everything=True,
+    )
+    assert redo == []  # done: nothing to take up again
     [row] = await any_bot.rows(InboxItem)
     assert (row.status, row.attempts) == ("done", 1)
+
+
+async def test_deliveries_written_together_get_their_own_answers(any_bot: Bot) -> None:
+    acceptor = inbox.Acceptor(any_bot.services.store)
+    now = any_bot.clock.now()
+
+    def deliver(key: str) -> Any:
+        return acceptor.accept(
+            key=key,
+            transport="slack",
+            kind="command",
+            payload={},
+            now=now,
+            owner="a",
+            lease=LEASE,
+        )
+
+    ids = await asyncio.gather(*(deliver(k) for k in ["k1", "k2", "k1", "k3", "k2"]))
+    assert ids[0] is not None and ids[1] is not None and ids[3] is not None
+    assert ids[2] is None and ids[4] is None  # the same delivery twice: accepted once
+    assert len(set(ids[:2] + ids[3:4])) == 3
+    assert len(await any_bot.rows(InboxItem)) == 3
 
 
 async def test_another_replica_cannot_take_what_a_live_one_holds(any_bot: Bot) -> None:
@@ -55,7 +89,6 @@ async def test_another_replica_cannot_take_what_a_live_one_holds(any_bot: Bot) -
     store = bot.services.store
     item = await accept(bot, "k")
     now = bot.clock.now()
-    assert not await inbox.start(store, item, "b", now, LEASE)
     redo, expired = await inbox.take_over(
         store, "slack", owner="b", now=now, lease=LEASE, max_age=timedelta(minutes=25)
     )
@@ -64,16 +97,18 @@ async def test_another_replica_cannot_take_what_a_live_one_holds(any_bot: Bot) -
     bot.clock.advance(seconds=50)
     assert await inbox.renew(store, "a", bot.clock.now(), LEASE) == 1
     bot.clock.advance(seconds=50)
-    assert not await inbox.start(store, item, "b", bot.clock.now(), LEASE)
+    redo, _ = await inbox.take_over(
+        store, "slack", owner="b", now=bot.clock.now(), lease=LEASE, max_age=timedelta(minutes=25)
+    )
+    assert redo == []
     # It stops renewing (it died): after the lease, b takes it over.
     bot.clock.advance(seconds=61)
     redo, _ = await inbox.take_over(
         store, "slack", owner="b", now=bot.clock.now(), lease=LEASE, max_age=timedelta(minutes=25)
     )
     assert [r.id for r in redo] == [item]
-    assert await inbox.start(store, item, "b", bot.clock.now(), LEASE)
     [row] = await bot.rows(InboxItem)
-    assert row.owner == "b"
+    assert (row.owner, row.attempts) == ("b", 2)
 
 
 async def test_a_stopping_replica_gives_its_work_back_at_once(any_bot: Bot) -> None:
@@ -99,8 +134,10 @@ async def test_pending_work_is_taken_up_again_while_it_can_still_be_answered(bot
     tried = await accept(bot, "c")
     await accept(bot, "d", transport="shell")
     now = bot.clock.now()
-    for _ in range(3):
-        assert await inbox.start(store, tried, "a", now, LEASE)
+    async with store.transaction(write=True) as session:
+        await session.execute(
+            update(InboxItem).where(InboxItem.id == tried).values(attempts=inbox.MAX_ATTEMPTS)
+        )
     redo, expired = await inbox.take_over(
         store,
         "slack",

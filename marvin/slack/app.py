@@ -36,6 +36,7 @@ from marvin.slack.errors import error_name
 from marvin.slack.people import SlackPeople
 from marvin.slack.render import CONFIRM_ACTION, escape, reply_message
 from marvin.store.db import Store
+from marvin.workers import WorkPool
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,7 @@ UNAVAILABLE = (
     "I can't take commands right now: my database isn't answering. Nothing was done; "
     "please try again in a minute."
 )
+OVERLOADED = "I'm overloaded; nothing was done, try again in a minute."
 
 
 # What is stored for each delivery: the same keys whatever Slack sent, so the work (live,
@@ -116,6 +118,9 @@ class SlackTransport:
         # This replica's name: what it accepts is its own until its lease runs out.
         self.owner = owner
         self.lease = timedelta(seconds=settings.inbox.lease_seconds)
+        self.acceptor = inbox.Acceptor(pipeline.services.store)
+        self.finisher = inbox.Finisher(pipeline.services.store, pipeline.services.clock)
+        self.pool = WorkPool(settings.inbox.workers, settings.inbox.max_answer_seconds)
         self._tasks: set[asyncio.Task[None]] = set()
         self._working: set[int] = set()
         self._identity: AuthorizeResult | None = None
@@ -177,6 +182,9 @@ class SlackTransport:
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
         text = str(body.get("text") or "").strip()
         payload = _command_payload(body)
+        if self._refuse("command"):
+            await ack(response_type="ephemeral", text=OVERLOADED)
+            return
         try:
             item = await self._accept(
                 f"command:{body.get('trigger_id') or uuid.uuid4().hex}", "command", payload
@@ -207,6 +215,9 @@ class SlackTransport:
         # If the inbox can't be written this raises, Slack gets an error, and tries again.
         event_id = str(body.get("event_id") or f"{event.get('channel')}:{event.get('ts')}")
         payload = _event_payload(event)
+        if self._refuse("event"):
+            self._background(self._in_thread(payload, OVERLOADED))
+            return
         item = await self._accept(f"event:{event_id}", "event", payload)
         if item is None:
             log.info("slack.duplicate_event", event_id=event_id)
@@ -217,22 +228,32 @@ class SlackTransport:
         payload = _action_payload(body)
         action = (body.get("actions") or [{}])[0]
         key = f"action:{payload['user_id']}:{action.get('action_ts') or uuid.uuid4().hex}"
+        channel, user = str(payload["channel_id"] or ""), str(payload["user_id"] or "")
+        if self._refuse("action"):
+            await ack()
+            self._background(self._post_ephemeral(channel, user, OVERLOADED))
+            return
         try:
             item = await self._accept(key, "action", payload)
         except Exception:
             log.exception("slack.accept_failed", kind="action")
             await ack()
-            await self._post_ephemeral(
-                str(payload["channel_id"] or ""), str(payload["user_id"] or ""), UNAVAILABLE
-            )
+            self._background(self._post_ephemeral(channel, user, UNAVAILABLE))
             return
         await ack()
         if item is not None:
             self._spawn(self._work(item, "action", payload))
 
+    def _refuse(self, kind: str) -> bool:
+        """Too much waiting already: better a "no" now than an answer minutes late."""
+        if not self.pool.overloaded():
+            return False
+        self.metrics.refused.labels(kind=kind).inc()
+        log.warning("slack.overloaded", kind=kind, expected_wait=self.pool.expected_wait())
+        return True
+
     async def _accept(self, key: str, kind: str, payload: dict[str, Any]) -> int | None:
-        return await inbox.accept(
-            self._store,
+        return await self.acceptor.accept(
             key=f"slack:{key}",
             transport=TRANSPORT,
             kind=kind,
@@ -243,6 +264,11 @@ class SlackTransport:
         )
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Queue acknowledged work for the workers."""
+        self.pool.submit(lambda: work)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """A small side job (telling someone no): not queued behind the work."""
         task = asyncio.create_task(self._guarded(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -257,15 +283,19 @@ class SlackTransport:
             log.exception("slack.background_failed")
 
     async def drain(self, grace: float = 20.0) -> None:
-        """Let work already acknowledged finish before shutting down: it was accepted. What
-        is still running after `grace` is stopped and given back to the inbox, undone."""
+        """Wait, up to `grace` seconds, for the acknowledged work to be done."""
+        await self.pool.join(grace)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
-        late = set(self._tasks)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late, timeout=5)
+        await self.finisher.flush()
+
+    async def stop(self, grace: float = 20.0) -> None:
+        """Shutting down: let acknowledged work finish (it was accepted); what is still
+        running after `grace` is stopped and given back to the inbox, undone."""
+        await self.pool.stop(grace)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        await self.finisher.flush()
 
     async def renew(self) -> int:
         """Tell the other replicas this one is alive and still on what it holds."""
@@ -314,8 +344,6 @@ class SlackTransport:
             return
         self._working.add(item)
         try:
-            if not await inbox.start(self._store, item, self.owner, self._now(), self.lease):
-                return
             try:
                 request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
                 inv = await self._invocation(request_id, payload, redelivered)
@@ -329,7 +357,7 @@ class SlackTransport:
                 await asyncio.shield(inbox.release_one(self._store, item, self._now()))
                 raise
             # Done only once it was worked on and answered.
-            await inbox.finish(self._store, item, self._now())
+            self.finisher.finish(item)
         finally:
             self._working.discard(item)
 
@@ -395,13 +423,13 @@ class SlackTransport:
         person = await directory.by_email(info.email) if info.email else None
         return person.gitlab_username if person else None
 
-    async def _in_thread(self, payload: dict[str, Any], reply: Reply) -> None:
+    async def _in_thread(self, payload: dict[str, Any], reply: Reply | str) -> None:
         try:
             await self.client.chat_postMessage(
                 channel=str(payload.get("channel_id") or ""),
                 thread_ts=payload.get("thread_ts"),
                 unfurl_links=False,
-                **reply_message(reply),
+                **(reply_message(reply) if isinstance(reply, Reply) else {"text": escape(reply)}),
             )
         except SlackApiError as exc:
             self._api_error("chat.postMessage", exc)

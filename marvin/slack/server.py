@@ -270,7 +270,7 @@ async def serve(
         log.info("serve.stopping")
         if socket_mode is not None:
             await socket_mode.close_async()  # type: ignore[no-untyped-call]
-        await bot.transport.drain()
+        await bot.transport.stop()
         stop.set()
         for task in background:
             await task

@@ -9,6 +9,9 @@ included, for as long as it is open. A flag change reserves its ledger rows with
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -74,20 +77,86 @@ def insert_ignoring_conflicts(session: AsyncSession, table: type[Any] | Table) -
     return insert(table)
 
 
+class WriterLock:
+    """SQLite's one writer, taken in turn inside the process, urgent turns first.
+
+    Without it, writers that find the database locked sleep in SQLite's busy handler (in
+    steps of up to 100 ms) however soon the lock frees; with it they wait on an asyncio
+    future and go the moment it does. Urgent writers (the inbox write each Slack ack waits
+    for) go before everything else that is waiting.
+    """
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._normal: deque[asyncio.Future[None]] = deque()
+
+    @asynccontextmanager
+    async def hold(self, urgent: bool = False) -> AsyncIterator[None]:
+        if self._held or self._urgent or self._normal:
+            waiter = asyncio.get_running_loop().create_future()
+            (self._urgent if urgent else self._normal).append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release()  # handed the lock just as we gave up: pass it on
+                else:
+                    with contextlib.suppress(ValueError):
+                        (self._urgent if urgent else self._normal).remove(waiter)
+                raise
+        else:
+            self._held = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        for queue in (self._urgent, self._normal):
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the lock passes to it, still held
+                    return
+        self._held = False
+
+
 class Store:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 5) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        options: dict[str, Any] = {"echo": echo}
         if not self.is_sqlite:
+            # A server restart leaves dead connections in the pool; SQLite has no server.
+            options["pool_pre_ping"] = True
             options["pool_size"] = pool_size
         self.engine = create_async_engine(url, **options)
+        self.writer = WriterLock() if self.is_sqlite else None
         if self.is_sqlite:
             _sqlite_hooks(self.engine)
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
-        """One unit of work: committed when the block ends, rolled back if it raises."""
+    async def transaction(
+        self, *, write: bool = False, urgent: bool = False
+    ) -> AsyncIterator[AsyncSession]:
+        """One unit of work: committed when the block ends, rolled back if it raises.
+
+        `urgent`: a write that someone is waiting for right now (an ack) goes first.
+        """
+        if write and self.writer is not None:
+            if write_open():
+                # This task already holds the one writer: waiting for it again never ends.
+                raise RuntimeError("a write transaction inside a write transaction")
+            async with self.writer.hold(urgent):
+                async with self._transaction(write=True) as session:
+                    yield session
+        else:
+            async with self._transaction(write=write) as session:
+                yield session
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncSession]:
         token = _WRITES_OPEN.set(_WRITES_OPEN.get() + 1) if write else None
         try:
             async with self.engine.connect() as conn:
