@@ -32,8 +32,10 @@ typecheck: $(STAMP)
 unleash:
 	tests/servers/install-unleash
 
+# Test files spread over the machine's cores (each file on one worker, so a file's servers
+# start once).
 unit: $(STAMP) unleash
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test: lint typecheck unit
 
