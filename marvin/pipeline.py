@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin import audit, intents
@@ -488,6 +488,10 @@ class Answer:
         )
 
     async def _seen(self, session: AsyncSession) -> None:
-        account = await session.get(Account, self.caller.account.id)
-        if account is not None:
-            account.last_seen_at = self.services.clock.now()
+        await session.execute(
+            update(Account)
+            .where(Account.id == self.caller.account.id)
+            .values(last_seen_at=self.services.clock.now())
+            # Nothing in this session holds the row: no need to look for it there.
+            .execution_options(synchronize_session=False)
+        )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.clock import Clock
 from marvin.flags import Environment, FlagState
-from marvin.store.db import Store, database_answers
+from marvin.store.db import Store, database_answers, insert_ignoring_conflicts
 from marvin.store.tables import LocalFlag
 
 
@@ -102,16 +102,19 @@ class LocalFlagBackend:
     async def put_in(
         self, session: AsyncSession, flag: str, env: Environment, state: FlagState, now: datetime
     ) -> None:
-        row = await session.get(LocalFlag, (flag, env.value))
-        if row is None:
-            row = LocalFlag(name=flag, environment=env.value)
-            session.add(row)
-        row.enabled = state.enabled
-        row.percentage_of_actors = state.percentage_of_actors
-        row.percentage_of_time = state.percentage_of_time
-        row.actors = list(state.actors)
-        row.updated_at = now
-        await session.flush()
+        values = {
+            "enabled": state.enabled,
+            "percentage_of_actors": state.percentage_of_actors,
+            "percentage_of_time": state.percentage_of_time,
+            "actors": list(state.actors),
+            "updated_at": now,
+        }
+        # One statement, whether the flag is new or not.
+        await session.execute(
+            insert_ignoring_conflicts(session, LocalFlag)
+            .values(name=flag, environment=env.value, **values)
+            .on_conflict_do_update(index_elements=["name", "environment"], set_=values)
+        )
 
     async def delete_in(self, session: AsyncSession, flag: str, env: Environment) -> None:
         await session.execute(
