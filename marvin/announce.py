@@ -9,7 +9,6 @@ from marvin.commands.base import Outcome
 from marvin.models import Announcement, Invocation
 from marvin.outbox import ANNOUNCE, enqueue
 from marvin.services import Services
-from marvin.spec import CommandSpec
 
 
 async def announce(
@@ -17,13 +16,12 @@ async def announce(
     services: Services,
     inv: Invocation,
     caller: Caller,
-    spec: CommandSpec,
     outcome: Outcome,
     notes: list[str],
 ) -> Announcement | None:
-    """Queue a production change's announcement for the production channel, in the same
-    transaction as the change: whatever chat the command came through, it goes there."""
-    if not spec.production_change or not outcome.announcement:
+    """Queue a change's announcement for the production channel, in the same transaction as
+    the change: whatever chat the command came through, it goes there."""
+    if not outcome.announcement:
         return None
     announcement = Announcement(
         channel_id=services.settings.production_channel.id,

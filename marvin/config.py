@@ -85,6 +85,13 @@ class FlagsConfig(Section):
     soak_hours: float = Field(24.0, ge=0)
     allow_random: bool = False
     approval_labels: list[str] = Field(default_factory=lambda: ["deviation::approved"])
+    # After the soak, one change may raise exposure by at most this much (percentage
+    # points) without a deviation issue: 1% -> 100% in one go is a deviation too.
+    max_step_percent: float = Field(50.0, gt=0, le=100)
+    # Where a deviation (over the ceiling, an over-large step, an overridden production
+    # check) also needs a second production engineer's approval in chat.
+    four_eyes: list[EnvName] = Field(default_factory=list)
+    approval_minutes: float = Field(60.0, gt=0, le=7 * 24 * 60)
 
 
 class AvailabilityConfig(Section):

@@ -116,7 +116,7 @@ async def _settle(services: Services, registry: Registry, row: ChangeIntent) -> 
             ctx = Context(inv, caller, services, now)
             outcome = await handler.record(plan, session, ctx, seen.applied)
             note = "confirmed later: the backend had not answered in time"
-            await announce(session, services, inv, caller, spec, outcome, [note])
+            await announce(session, services, inv, caller, outcome, [note])
             await audit.record(
                 session,
                 inv,

@@ -40,12 +40,25 @@ class Invocation(BaseModel):
     received_at: datetime
     # The confirmation code, when the person confirmed a change Marvin asked them to confirm.
     confirmation: str | None = None
+    # The approval code and the approver, when a second person approved this change.
+    approval: str | None = None
+    approved_by: str | None = None
     # People the chat named (mentions) that its transport could not tell who they are.
     unresolved: tuple[str, ...] = ()
     # Why the chat could not tell who the caller is (its API did not answer), if it couldn't.
     identity_error: str | None = None
     # Delivered again (a crash, a takeover): answer from the record if it was already done.
     redelivered: bool = False
+
+
+class ApprovalRequest(BaseModel):
+    """A change waiting for a second person: any chat renders it (buttons, typed commands)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token: str
+    prompt: str
+    expires_at: datetime
 
 
 class Announcement(BaseModel):
@@ -57,6 +70,7 @@ class Announcement(BaseModel):
     text: str
     fields: dict[str, str] = Field(default_factory=dict)
     idempotency_key: str
+    approval: ApprovalRequest | None = None
 
 
 class ConfirmRequest(BaseModel):

@@ -34,16 +34,28 @@ from marvin import audit, intents
 from marvin.accounts import Caller, caller_for, ensure_account, granted, known_account
 from marvin.adapters.errors import AdapterError, OutcomeUnknown
 from marvin.announce import announce
-from marvin.commands.base import Change, Context, Done, Moved, Outcome, Plan, Rerun
+from marvin.commands.approval import AlreadyDecided
+from marvin.commands.approval import spend as spend_approval
+from marvin.commands.base import (
+    Change,
+    Context,
+    Done,
+    Moved,
+    Outcome,
+    Plan,
+    ProductionChange,
+    Rerun,
+)
 from marvin.commands.confirm import AlreadySpent, spend
 from marvin.facts import gather as gather_facts
 from marvin.grammar import Parsed, UsageError, parse
-from marvin.models import ConfirmRequest, Invocation, Reply
+from marvin.models import Announcement, ApprovalRequest, ConfirmRequest, Invocation, Reply
+from marvin.outbox import ANNOUNCE, enqueue
 from marvin.policies import GATES, POLICIES, Decision, Gate, GateRequest, Policy, Request
 from marvin.policies.roles import meets
 from marvin.services import Services
 from marvin.spec import CommandSpec, Registry
-from marvin.store.tables import Account, AuditRecord, Confirmation
+from marvin.store.tables import Account, Approval, AuditRecord, Confirmation
 
 log = structlog.get_logger(__name__)
 
@@ -227,8 +239,11 @@ class Pipeline:
                 if isinstance(verdict, tuple):
                     return await answer.denied(spec, *verdict)
                 notes = verdict
+            deviation = self._needs_approval(plan)
+            if deviation and not answer.inv.approval:
+                return await self._ask_approval(answer, spec.name, plan, deviation, ctx.now)
             reason = plan.confirmation_reason()
-            if reason and not answer.inv.confirmation:
+            if reason and not (answer.inv.confirmation or answer.inv.approval):
                 return await self._ask_confirmation(answer, spec.name, plan, reason, ctx.now)
             try:
                 return await self._commit(answer, spec, plan, ctx, notes)
@@ -240,6 +255,13 @@ class Pipeline:
                     "ok",
                     ok=True,
                     text="That change was already confirmed and made; nothing more to do.",
+                    command=spec.name,
+                )
+            except AlreadyDecided:
+                return await answer.final(
+                    "ok",
+                    ok=True,
+                    text="That request was already decided; nothing more to do.",
                     command=spec.name,
                 )
         return await answer.final(
@@ -322,8 +344,11 @@ class Pipeline:
     async def _reserve(
         self, session: AsyncSession, spec: CommandSpec, plan: Change, ctx: Context
     ) -> None:
-        if ctx.invocation.confirmation:
-            await spend(session, ctx.invocation.confirmation, ctx)
+        inv = ctx.invocation
+        if inv.confirmation:
+            await spend(session, inv.confirmation, ctx)
+        if inv.approval and inv.approved_by:
+            await spend_approval(session, inv.approval, inv.approved_by, ctx)
         await spec.handler.reserve(plan, session, ctx)
 
     # --- confirmations -------------------------------------------------------------------
@@ -360,12 +385,97 @@ class Pipeline:
             )
 
     async def _rerun(self, answer: Answer, spec: CommandSpec, plan: Rerun) -> Reply:
-        """Confirmed: the original command runs again, through every policy, as it stands."""
-        await answer.record_only("allowed", command=spec.name, details={"confirmed": plan.text})
-        confirmed = answer.inv.model_copy(
-            update={"text": plan.text, "place": plan.place, "confirmation": plan.token}
+        """Confirmed or approved: the original command runs again, through every policy, as
+        it stands now; an approved one as its requester, with the approver named."""
+        if plan.on_behalf is None:
+            await answer.record_only("allowed", command=spec.name, details={"confirmed": plan.text})
+            confirmed = answer.inv.model_copy(
+                update={"text": plan.text, "place": plan.place, "confirmation": plan.token}
+            )
+            return await self._handle(confirmed)
+        await answer.record_only(
+            "allowed", command=spec.name, details={"approved": plan.text, "token": plan.token}
         )
-        return await self._handle(confirmed)
+        approved = plan.on_behalf.model_copy(
+            update={
+                "request_id": f"{answer.inv.request_id}-approved",
+                "received_at": self.services.clock.now(),
+                "approval": plan.token,
+                "approved_by": plan.approved_by,
+                "redelivered": False,
+            }
+        )
+        reply = await self._handle(approved)
+        # The approver is the one reading this answer: say whose change it was.
+        text = f"Approved @{plan.on_behalf.user_name}'s change. {reply.text}"
+        return reply.model_copy(update={"text": text, "request_id": answer.inv.request_id})
+
+    def _needs_approval(self, plan: Change) -> str | None:
+        """The deviation, when this change must wait for a second person (four-eyes)."""
+        if not isinstance(plan, ProductionChange):
+            return None
+        impact = plan.impact()
+        if impact.deviation and impact.environment in self.services.settings.flags.four_eyes:
+            return f"{impact.target} in {impact.environment}, {impact.deviation}"
+        return None
+
+    async def _ask_approval(
+        self, answer: Answer, command: str, plan: Change, deviation: str, now: datetime
+    ) -> Reply:
+        inv = answer.inv
+        token = secrets.token_hex(8)
+        expires = now + timedelta(minutes=self.services.settings.flags.approval_minutes)
+        who = answer.caller.handle
+        what = f"{plan.summary()}: {deviation}"
+        request = ApprovalRequest(
+            token=token, prompt=f"Approve @{who}'s change?", expires_at=expires
+        )
+        channel = self.services.settings.production_channel
+        async with self.services.store.transaction(write=True) as session:
+            session.add(
+                Approval(
+                    token=token,
+                    account_id=answer.caller.account.id,
+                    requester=who,
+                    invocation=inv.model_dump(mode="json"),
+                    summary=what,
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
+            message = Announcement(
+                channel_id=channel.id,
+                text=(
+                    f"@{who} asks for a second production engineer's approval: {what} "
+                    f"(`approve {token}` or `decline {token}`)"
+                ),
+                fields={"by": who, "request_id": inv.request_id},
+                idempotency_key=f"approval:{token}",
+                approval=request,
+            )
+            await enqueue(
+                session,
+                kind=ANNOUNCE,
+                key=message.idempotency_key,
+                payload=message.model_dump(mode="json"),
+                now=now,
+            )
+            minutes = f"{self.services.settings.flags.approval_minutes:g}"
+            return await answer.final_in(
+                session,
+                "approval_requested",
+                ok=True,
+                kind="confirm",
+                text=(
+                    f"This change deviates from the rules ({deviation}), so it waits for a "
+                    f"second production engineer: I've asked in #{channel.name}. It goes ahead "
+                    f"when someone approves it within {minutes} minutes, after every check "
+                    "runs again."
+                ),
+                command=command,
+                details={"change": plan.summary(), "approval": token},
+                announcement=message,
+            )
 
     async def _audit_failure(self, inv: Invocation) -> None:
         try:
@@ -454,9 +564,9 @@ class Answer:
         outcome: Outcome,
         notes: list[str],
     ) -> Reply:
-        announcement = await announce(
-            session, self.services, self.inv, self.caller, spec, outcome, notes
-        )
+        if self.inv.approved_by:
+            notes = [*notes, f"Approved by @{self.inv.approved_by}"]
+        announcement = await announce(session, self.services, self.inv, self.caller, outcome, notes)
         log.info("command.applied", command=spec.name)
         return await self.final_in(
             session,

@@ -89,6 +89,9 @@ class Impact:
     kind: Literal["feature-flags", "deployments", "other"]
     target: str  # what is changed, for people: "feature flag `new_nav`"
     override_reason: str | None = None
+    # The written rule the change departs from, by leave (a deviation issue, an override):
+    # where four-eyes is asked for, such a change waits for a second person's approval.
+    deviation: str | None = None
 
 
 class ProductionChange(Change):
@@ -101,11 +104,14 @@ class ProductionChange(Change):
 
 @dataclass(frozen=True)
 class Rerun:
-    """A confirmed change: run the original command again, through every policy."""
+    """A confirmed or approved change: run the original command again, through every
+    policy, as it stands now. An approval runs it on behalf of its requester."""
 
     token: str
     text: str
     place: Place
+    on_behalf: Invocation | None = None  # the requester's invocation (an approval)
+    approved_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.errors import AdapterError
 from marvin.adapters.flags import Embedded
+from marvin.clock import as_utc
 from marvin.commands.base import (
     Change,
     Context,
@@ -41,7 +42,7 @@ from marvin.flags import (
 from marvin.services import Services
 from marvin.spec import Arg, CommandModel, CommandSpec, Needs, Opt
 from marvin.store.db import lock_flag, read_ledger
-from marvin.store.tables import FlagChange, FlagLedger, Watch
+from marvin.store.tables import Account, FlagChange, FlagLedger, Watch
 
 _PATTERN = re.compile(r"^[a-z0-9_*?]{1,64}$")
 
@@ -88,6 +89,19 @@ class FeatureList(_OnEnvironment):
         if value is not None and not _PATTERN.match(value):
             raise ValueError("a pattern is flag-name characters with * and ? wildcards")
         return value
+
+
+class FeatureRollback(_Named):
+    pass
+
+
+class FeatureWatch(CommandModel):
+    name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return validate_flag_name(value) if value is not None else None
 
 
 class FeatureHistory(_Named):
@@ -442,6 +456,77 @@ class HistoryHandler(Handler[FeatureHistory]):
         return Done("\n".join(lines))
 
 
+class RollbackHandler(_FlagChange):
+    """Back to the state before the flag's last recorded change, in one command."""
+
+    async def plan(self, cmd: FeatureRollback, ctx: Context) -> Plan:
+        env = cmd.environment
+        async with ctx.read() as session:
+            last = (
+                await session.scalars(
+                    select(FlagChange)
+                    .where(FlagChange.name == cmd.name, FlagChange.environment == env.value)
+                    .order_by(FlagChange.id.desc())
+                    .limit(1)
+                )
+            ).first()
+        if last is None:
+            return Done(f"No change to `{cmd.name}` in {env.value} is recorded: nothing to undo.")
+        # Back to what it was; a flag its last change created goes back to off.
+        target = FlagState.model_validate(last.before) if last.before else OFF
+        plan = await _gather(ctx, cmd.name, env, "set", lambda _before: target)
+        if isinstance(plan, Done):
+            return plan
+        if plan.after == (plan.before or OFF):
+            return Done(
+                f"`{cmd.name}` in {env.value} is already {target.describe()}, as before its "
+                "last change; nothing changed."
+            )
+        return plan
+
+    def outcome(self, plan: FlagPlan, ctx: Context, until: str) -> Outcome:
+        assert plan.after is not None
+        was = plan.before.describe() if plan.before else "new"
+        now_is = plan.after.describe()
+        return Outcome(
+            text=(
+                f"Rolled back `{plan.flag}` in {plan.env.value}: now {now_is} (was {was}). "
+                f"You're watching it until {until}."
+            ),
+            announcement=(
+                f"@{ctx.caller.handle} rolled back `{plan.flag}` in {plan.env.value}: "
+                f"{was} → {now_is}"
+            ),
+            fields={"flag": plan.flag, "environment": plan.env.value, "watch_until": until},
+            details={"before": was, "after": now_is, "rollback": True},
+        )
+
+
+class WatchHandler(Handler[FeatureWatch]):
+    async def plan(self, cmd: FeatureWatch, ctx: Context) -> Plan:
+        async with ctx.read() as session:
+            query = (
+                select(Watch, Account)
+                .join(Account, Account.id == Watch.account_id)
+                .where(Watch.ends_at > ctx.now)
+                .order_by(Watch.ends_at)
+            )
+            if cmd.name is not None:
+                subjects = [f"feature {cmd.name} ({env.value})" for env in Environment]
+                query = query.where(Watch.subject.in_(subjects))
+            rows = list((await session.execute(query)).all())
+        which = f" `{cmd.name}`" if cmd.name else " any flag"
+        if not rows:
+            return Done(f"Nobody is watching{which} now.")
+        lines = [f"Watching{which} now:"]
+        for watch, account in rows:
+            who = account.directory_handle or account.display_name
+            until = as_utc(watch.ends_at).strftime("%Y-%m-%d %H:%M UTC")
+            oncall = f" (on call: @{watch.oncall_handle})" if watch.oncall_handle else ""
+            lines.append(f"• @{who}: {watch.subject} until {until}{oncall}")
+        return Done("\n".join(lines))
+
+
 _NAME = Arg("name", "the flag's name: lowercase letters, digits, underscores")
 _OVERRIDE = Opt(
     "ignore-production-check",
@@ -502,6 +587,27 @@ SPECS = (
         production_change=True,
         needs=Needs("role", "production"),
         plans=(FlagPlan,),
+    ),
+    CommandSpec(
+        "feature",
+        "rollback",
+        "Put a flag back to its state before its last change (lowering needs no one else).",
+        FeatureRollback,
+        RollbackHandler(),
+        (_NAME,),
+        ENV_OPTS,
+        production_change=True,
+        needs=Needs("grant", "feature_flags"),
+        plans=(FlagPlan,),
+        examples=("feature rollback new_navigation",),
+    ),
+    CommandSpec(
+        "feature",
+        "watch",
+        "Who watches which flag, until when.",
+        FeatureWatch,
+        WatchHandler(),
+        (Arg("name", "only this flag", required=False),),
     ),
     CommandSpec(
         "feature",

@@ -52,12 +52,19 @@ class FlagPlan(ProductionChange):
         )
 
     def impact(self) -> Impact:
+        lowers = self.lowers()
+        deviation = None
+        if self.issue_ref and not lowers:
+            deviation = f"by deviation {self.issue_ref}"
+        elif self.override_reason:
+            deviation = f"overriding the production check ({self.override_reason})"
         return Impact(
             environment=self.env.value,
-            lowers=self.lowers(),
+            lowers=lowers,
             kind="feature-flags",
             target=f"feature flag `{self.flag}`",
             override_reason=self.override_reason,
+            deviation=deviation,
         )
 
     def summary(self) -> str:

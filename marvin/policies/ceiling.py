@@ -43,7 +43,18 @@ class CeilingPolicy:
         soak = timedelta(hours=settings.soak_hours)
         exposed = req.now - as_utc(plan.exposed_since) if plan.exposed_since else timedelta(0)
         if plan.exposed_since is not None and plan.exposure_before > 0 and exposed >= soak:
-            return Decision.allow()
+            step = after - plan.exposure_before
+            largest = Decimal(str(settings.max_step_percent))
+            if step <= largest:
+                return Decision.allow()
+            if plan.issue_ref:
+                return self._deviation(plan, settings.approval_labels)
+            return Decision.deny(
+                f"{fmt_percent(plan.exposure_before)} → {fmt_percent(after)} raises `{plan.flag}` "
+                f"in {plan.env.value} by {fmt_percent(step)} at once; a step is at most "
+                f"{fmt_percent(largest)}. Go up in smaller steps, or link an approved deviation "
+                f"issue with `--issue <ref>` (label `{settings.approval_labels[0]}`)."
+            )
         if plan.issue_ref:
             return self._deviation(plan, settings.approval_labels)
         soaked = (

@@ -1,4 +1,4 @@
-"""The Bolt app: slash command, DMs and mentions, and the confirm button.
+"""The Bolt app: slash command, DMs and mentions, and Marvin's buttons (confirm, approve, decline).
 
 Each listener writes the delivery to the inbox, acks, and leaves the work to a background
 task, so the ack waits for one small local write and nothing else. Bolt runs with
@@ -34,7 +34,7 @@ from marvin.outbox import OutboxWorker
 from marvin.pipeline import Pipeline
 from marvin.slack.errors import error_name
 from marvin.slack.people import SlackPeople
-from marvin.slack.render import CONFIRM_ACTION, escape, reply_message
+from marvin.slack.render import BUTTON_COMMANDS, escape, reply_message
 from marvin.store.db import Store
 from marvin.workers import WorkPool
 
@@ -72,6 +72,7 @@ def _command_payload(body: dict[str, Any]) -> dict[str, Any]:
 
 def _action_payload(body: dict[str, Any]) -> dict[str, Any]:
     action = (body.get("actions") or [{}])[0]
+    verb = BUTTON_COMMANDS.get(str(action.get("action_id") or ""), "confirm")
     user = body.get("user") or {}
     channel = body.get("channel") or {}
     channel_id = str(channel.get("id") or "")
@@ -81,7 +82,7 @@ def _action_payload(body: dict[str, Any]) -> dict[str, Any]:
         "channel_id": channel_id,
         "channel_name": channel.get("name"),
         "is_dm": channel_id.startswith("D"),
-        "text": f"confirm {action.get('value') or ''}",
+        "text": f"{verb} {action.get('value') or ''}",
         "response_url": body.get("response_url"),
     }
 
@@ -136,7 +137,8 @@ class SlackTransport:
         self.app.command(settings.slack.command)(self._on_command)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
-        self.app.action(CONFIRM_ACTION)(self._on_confirm)
+        for action_id in BUTTON_COMMANDS:
+            self.app.action(action_id)(self._on_button)
 
     def _bolt_app(self, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
         return AsyncApp(
@@ -224,7 +226,7 @@ class SlackTransport:
             return
         self._spawn(self._work(item, "event", payload))
 
-    async def _on_confirm(self, ack: Any, body: dict[str, Any]) -> None:
+    async def _on_button(self, ack: Any, body: dict[str, Any]) -> None:
         payload = _action_payload(body)
         action = (body.get("actions") or [{}])[0]
         key = f"action:{payload['user_id']}:{action.get('action_ts') or uuid.uuid4().hex}"

@@ -8,6 +8,10 @@ from typing import Any
 from marvin.models import Reply
 
 CONFIRM_ACTION = "marvin_confirm"
+APPROVE_ACTION = "marvin_approve"
+DECLINE_ACTION = "marvin_decline"
+# What each of Marvin's buttons says, as the command it stands for.
+BUTTON_COMMANDS = {CONFIRM_ACTION: "confirm", APPROVE_ACTION: "approve", DECLINE_ACTION: "decline"}
 _SECTION_LIMIT = 3000  # characters in one section's text
 _MAX_BLOCKS = 50
 
@@ -76,6 +80,9 @@ def announcement_message(payloads: Sequence[Mapping[str, Any]]) -> dict[str, Any
         text = escape(str(payload.get("text", "")))
         lines.append(text)
         blocks += _sections(f":loudspeaker: {text}")
+        approval = payload.get("approval")
+        if approval:
+            blocks.append(_approval_buttons(str(approval["token"]), str(approval["prompt"])))
         fields = payload.get("fields") or {}
         if fields.get("request_id"):
             blocks.append(
@@ -87,3 +94,31 @@ def announcement_message(payloads: Sequence[Mapping[str, Any]]) -> dict[str, Any
                 }
             )
     return {"text": "\n".join(lines)[:4000], "blocks": blocks[:_MAX_BLOCKS]}
+
+
+def _approval_buttons(token: str, prompt: str) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "block_id": f"marvin_approval_{token}"[:255],
+        "elements": [
+            {
+                "type": "button",
+                "action_id": APPROVE_ACTION,
+                "text": {"type": "plain_text", "text": "Approve"},
+                "style": "primary",
+                "value": token,
+                "confirm": {
+                    "title": {"type": "plain_text", "text": "Approve?"},
+                    "text": {"type": "mrkdwn", "text": escape(prompt)[:300]},
+                    "confirm": {"type": "plain_text", "text": "Approve"},
+                    "deny": {"type": "plain_text", "text": "Cancel"},
+                },
+            },
+            {
+                "type": "button",
+                "action_id": DECLINE_ACTION,
+                "text": {"type": "plain_text", "text": "Decline"},
+                "value": token,
+            },
+        ],
+    }

@@ -24,20 +24,21 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from marvin import intents
+from marvin import intents, watches
 from marvin.config import Settings
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.outbox import ANNOUNCE, OutboxWorker
 from marvin.retention import prune
 from marvin.services import Services
 from marvin.single import AlreadyServing, sqlite_serve_lock
-from marvin.slack.announce import SlackAnnouncer
+from marvin.slack.announce import SlackAnnouncer, SlackDirectMessenger
 from marvin.slack.app import TRANSPORT, SlackTransport
 from marvin.slack.errors import error_name
 from marvin.slack.people import SlackPeople, SlackPresence
 from marvin.slack.secrets import SlackSecrets
 from marvin.store.db import Store
 from marvin.supervisor import Job, Leases, Supervisor, replica_id
+from marvin.watches import dm_kind
 from marvin.wiring import build_pipeline, build_services
 
 log = structlog.get_logger(__name__)
@@ -94,7 +95,12 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
     # Announcements are for the production channel, wherever the command came from: this
     # replica delivers every one of them (when it holds the outbox job).
     outbox = OutboxWorker(
-        services.store, {ANNOUNCE: SlackAnnouncer(client, metrics)}, services.clock
+        services.store,
+        {
+            ANNOUNCE: SlackAnnouncer(client, metrics),
+            dm_kind(TRANSPORT): SlackDirectMessenger(client, metrics),
+        },
+        services.clock,
     )
     signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
     pipeline = build_pipeline(services)
@@ -121,6 +127,7 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         # Work a dead replica acknowledged is taken over once its lease has run out.
         Job("inbox:recovery", max(1.0, lease.total_seconds() / 4), transport.recover),
         Job("intents:settle", 10.0, lambda: intents.settle_due(services, pipeline.registry, lease)),
+        Job("watches", 30.0, lambda: watches.notify(services)),
         Job(
             "retention",
             3600.0,

@@ -153,6 +153,9 @@ class Watch(Base):
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     oncall_handle: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(64))
+    # When the watcher was told the watch ended, and reminded (once) that they are on it.
+    ended_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reminded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Incident(Base):
@@ -200,6 +203,24 @@ class Confirmation(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Approval(Base):
+    """A change waiting for a second person's go-ahead (four-eyes), decided once."""
+
+    __tablename__ = "approvals"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    requester: Mapped[str] = mapped_column(String(255))
+    # The requester's invocation, to run again on their behalf once approved.
+    invocation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    summary: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class InboxItem(Base):
