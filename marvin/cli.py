@@ -72,7 +72,7 @@ def _load(path: str | None) -> Settings:
 async def _shell(settings: Settings, args: argparse.Namespace) -> int:
     from marvin.shell import Shell
     from marvin.store.migrate import is_current
-    from marvin.wiring import build_services
+    from marvin.wiring import build_services, close
 
     if not await is_current(settings.database.url):
         print(
@@ -92,7 +92,7 @@ async def _shell(settings: Settings, args: argparse.Namespace) -> int:
             return await shell.run_interactive()
         return await shell.run_stream(sys.stdin)
     finally:
-        await services.store.dispose()
+        await close(services)
 
 
 def _serve_problems(settings: Settings) -> list[str]:

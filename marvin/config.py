@@ -56,7 +56,9 @@ class ChannelConfig(Section):
 class DatabaseConfig(Section):
     url: str = "sqlite+aiosqlite:///marvin.db"
     echo: bool = False
-    pool_size: int = Field(5, ge=1, le=100)
+    # Connections the work may hold at once (each worker uses one at a time; acks have
+    # their own two).
+    pool_size: int = Field(10, ge=1, le=100)
     retention_days: float = Field(30, gt=0)
 
     @field_validator("url")
@@ -92,6 +94,10 @@ class FlagsConfig(Section):
     # check) also needs a second production engineer's approval in chat.
     four_eyes: list[EnvName] = Field(default_factory=list)
     approval_minutes: float = Field(60.0, gt=0, le=7 * 24 * 60)
+    # The embedded store's flags of one environment as a flagd flag-definition file,
+    # rewritten after every change (OpenFeature flagd providers, file mode); off when unset.
+    flagd_file: str | None = None
+    flagd_environment: EnvName = "production"
 
 
 class AvailabilityConfig(Section):
@@ -161,6 +167,9 @@ class GitLabConfig(Section):
     timeout_seconds: float = Field(10, gt=0, le=120)
     # gitlab_instance flags: each environment's flags are that GitLab instance's features.
     instances: dict[EnvName, str] = Field(default_factory=dict)
+    # gitlab_project flags: the project (path or id) and each environment's scope there.
+    flags_project: str | None = None
+    environment_scopes: dict[EnvName, str] = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
@@ -179,6 +188,26 @@ class GitLabConfig(Section):
 
     def instance_url(self, env: str) -> str | None:
         return self.instances.get(env) or self.url  # type: ignore[call-overload]
+
+
+_UNLEASH_ENVIRONMENTS: dict[EnvName, str] = {"staging": "development", "production": "production"}
+
+
+class UnleashConfig(Section):
+    """Unleash's Admin API: the token only from the environment (UNLEASH_ADMIN_TOKEN)."""
+
+    url: str | None = None  # the server's base URL, without /api
+    project: str = "default"
+    # Unleash's open-source server has development and production: staging maps to the first.
+    environments: dict[EnvName, str] = Field(default_factory=lambda: _UNLEASH_ENVIRONMENTS.copy())
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/") if value else value
 
 
 class IssuesConfig(Section):
@@ -255,8 +284,9 @@ class InboxConfig(Section):
     # How long a replica's claim on acknowledged work lasts without being renewed: a replica
     # that dies leaves its work to the others after this long.
     lease_seconds: float = Field(60, ge=2, le=3600)
-    # How many commands one replica works on at once.
-    workers: int = Field(8, ge=1, le=256)
+    # How many commands one replica works on at once. Most of a command's time is waiting
+    # (Slack, GitLab, the database), so this is well above the number of cores.
+    workers: int = Field(32, ge=1, le=256)
     # A new command that would be answered later than this is refused at once.
     max_answer_seconds: float = Field(30, gt=0, le=600)
 
@@ -287,6 +317,7 @@ class Settings(BaseSettings):
     inbox: InboxConfig = InboxConfig()
     slack: SlackConfig = SlackConfig()
     gitlab: GitLabConfig = GitLabConfig()
+    unleash: UnleashConfig = UnleashConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -385,6 +416,12 @@ def check_consistency(settings: Settings) -> list[str]:
     from marvin.wiring import backend_problems
 
     problems: list[str] = backend_problems(settings)
+    flags = settings.flags
+    if flags.flagd_file and flags.backends.get(flags.flagd_environment, flags.backend) != "local":
+        problems.append(
+            "flags.flagd_file: the flagd file is written from the embedded store, but "
+            f"{flags.flagd_environment} flags live elsewhere"
+        )
     handles = {p.handle for p in settings.directory.people}
     for role_name, role in settings.directory.roles.items():
         for member in role.members:

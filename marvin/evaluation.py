@@ -34,9 +34,9 @@ import secrets
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 from marvin.flags import FlagState, GateKind

@@ -80,33 +80,35 @@ async def _presence(services: Services, inv: Invocation) -> str | None:
     return await presence.away(inv.user_id)
 
 
-async def _oncall(services: Services, now: datetime) -> OnCall:
-    handle = await services.oncall.on_call(now)
-    if handle is None:
-        return OnCall(None)
+async def _local(
+    services: Services, now: datetime
+) -> tuple[Known[OnCall] | Unknown, tuple[OpenIncident, ...]]:
+    """Who is on call (and whether Marvin has them away) and the open incidents: one read."""
+    handle = await fetch(services.oncall.on_call(now))
     async with services.store.transaction() as session:
-        account = await account_for_handle(session, handle)
-    return OnCall(handle, away=account is not None and account.away_since is not None)
-
-
-async def _incidents(services: Services) -> tuple[OpenIncident, ...]:
-    async with services.store.transaction() as session:
+        account = (
+            await account_for_handle(session, handle.value)
+            if isinstance(handle, Known) and handle.value
+            else None
+        )
         rows = await session.scalars(
             select(Incident)
             .where(Incident.state == "open")
             .order_by(Incident.severity, Incident.id)
         )
-        return tuple(
+        incidents = tuple(
             OpenIncident(ref=r.issue_ref or str(r.id), severity=r.severity, title=r.title)
             for r in rows
         )
+    if not isinstance(handle, Known):
+        return handle, incidents
+    away = account is not None and account.away_since is not None
+    return Known(OnCall(handle.value, away=away)), incidents
 
 
 async def gather(services: Services, inv: Invocation, now: datetime) -> Facts:
-    """The facts of a production change, asked concurrently."""
-    presence, oncall, incidents = await asyncio.gather(
-        fetch(_presence(services, inv)),
-        fetch(_oncall(services, now)),
-        _incidents(services),
+    """The facts of a production change: the chat asked while Marvin's own are read."""
+    presence, (oncall, incidents) = await asyncio.gather(
+        fetch(_presence(services, inv)), _local(services, now)
     )
     return Facts(presence=presence, oncall=oncall, incidents=incidents)

@@ -116,7 +116,7 @@ class FlagSnapshots:
             if held is not None:
                 return held
             try:
-                flags = dict(await self._backend.list(env, None))
+                flags = dict(sorted(await self._backend.list(env, None)))
             except Unavailable as exc:
                 stale = self._held.get(env)
                 if stale is None:
@@ -140,7 +140,13 @@ class BadRequest(Exception):
         self.details = details
 
 
-async def read_context(request: web.Request, max_body_bytes: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RequestContext:
+    values: dict[str, Any]
+    canonical: str  # one spelling of it, for the bulk answer's ETag
+
+
+async def read_context(request: web.Request, max_body_bytes: int) -> RequestContext:
     """The request's evaluation context, or `BadRequest` saying what is wrong with it."""
     too_large = BadRequest(
         ErrorCode.INVALID_CONTEXT, f"the request body is over {max_body_bytes} bytes"
@@ -171,14 +177,17 @@ async def read_context(request: web.Request, max_body_bytes: int) -> dict[str, A
         targeting_key(context)
     except EvaluationError as exc:
         raise BadRequest(exc.code, exc.details) from exc
-    return context
+    try:
+        canonical = json.dumps(context, sort_keys=True, separators=(",", ":"))
+    except (ValueError, RecursionError) as exc:  # nested deeper than we write back
+        raise BadRequest(ErrorCode.INVALID_CONTEXT, "context is nested too deeply") from exc
+    return RequestContext(context, canonical)
 
 
-def etag_for(snapshot: Snapshot, context: Mapping[str, Any]) -> str:
+def etag_for(snapshot: Snapshot, context: RequestContext) -> str:
     """The bulk answer's entity tag: the environment, its flags and the caller's context."""
-    canonical = json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     digest = hashlib.sha256(
-        f"{snapshot.environment.value}\n{snapshot.fingerprint}\n{canonical}".encode()
+        f"{snapshot.environment.value}\n{snapshot.fingerprint}\n{context.canonical}".encode()
     ).hexdigest()
     return f'"{digest[:32]}"'
 
@@ -263,7 +272,7 @@ class Ofrep:
             details = f"flag {key!r} was not found in {env.value}"
             return web.json_response(_failure(key, ErrorCode.FLAG_NOT_FOUND, details), status=404)
         try:
-            return web.json_response(_success(key, state, context, env))
+            return web.json_response(_success(key, state, context.values, env))
         except EvaluationError as exc:
             return web.json_response(_failure(key, exc.code, exc.details), status=400)
 
@@ -285,7 +294,7 @@ class Ofrep:
         flags: list[dict[str, Any]] = []
         for key, state in snapshot.flags.items():
             try:
-                flags.append(_success(key, state, context, env))
+                flags.append(_success(key, state, context.values, env))
             except EvaluationError as exc:
                 flags.append(_failure(key, exc.code, exc.details))
         return web.json_response(

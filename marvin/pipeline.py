@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin import audit, intents
 from marvin.accounts import Caller, caller_for, ensure_account, granted, known_account
-from marvin.adapters.errors import AdapterError, OutcomeUnknown
+from marvin.adapters.errors import AdapterError, Conflict, OutcomeUnknown
 from marvin.announce import announce
 from marvin.commands.approval import AlreadyDecided
 from marvin.commands.approval import spend as spend_approval
@@ -315,13 +315,17 @@ class Pipeline:
             async with store.transaction(write=True) as session:
                 await self._reserve(session, spec, plan, ctx)
                 outcome = await handler.record(plan, session, ctx, {})
-                return await answer.applied(session, spec, plan, outcome, notes)
+                reply = await answer.applied(session, spec, plan, outcome, notes)
+            await self._publish_flags()
+            return reply
         async with store.transaction(write=True) as session:
             await self._reserve(session, spec, plan, ctx)
             intent_id = await intents.open_intent(session, ctx, spec.name, plan)
         try:
             applied = await handler.apply(plan, ctx)
-        except OutcomeUnknown as exc:
+        except (OutcomeUnknown, Conflict) as exc:
+            # Sent, but what happened isn't known (no answer), or isn't what was asked (the
+            # backend holds something else after it): the reconciler reads it back.
             async with store.transaction(write=True) as session:
                 await intents.mark(session, intent_id, "unknown", exc.shown(), ctx.now)
                 return await answer.unknown(session, spec, plan, exc)
@@ -409,6 +413,16 @@ class Pipeline:
         # The approver is the one reading this answer: say whose change it was.
         text = f"Approved @{plan.on_behalf.user_name}'s change. {reply.text}"
         return reply.model_copy(update={"text": text, "request_id": answer.inv.request_id})
+
+    async def _publish_flags(self) -> None:
+        """Rewrite the flagd file after a change (committed; no transaction is open)."""
+        flagd = self.services.flagd
+        if flagd is None:
+            return
+        try:
+            await flagd.write()  # a read and a compare; no write when nothing changed
+        except Exception:
+            log.exception("flagd.write_failed", path=str(flagd.path))
 
     def _needs_approval(self, plan: Change) -> str | None:
         """The deviation, when this change must wait for a second person (four-eyes)."""
@@ -579,9 +593,14 @@ class Answer:
         )
 
     async def unknown(
-        self, session: AsyncSession, spec: CommandSpec, plan: Change, exc: OutcomeUnknown
+        self, session: AsyncSession, spec: CommandSpec, plan: Change, exc: AdapterError
     ) -> Reply:
         channel = self.services.settings.production_channel.name
+        what = (
+            "so I don't know whether it happened"
+            if isinstance(exc, OutcomeUnknown)
+            else "which is not what you asked"
+        )
         return await self.final_in(
             session,
             "unknown",
@@ -589,9 +608,8 @@ class Answer:
             kind="error",
             text=(
                 f"I asked {exc.service} to make the change ({plan.summary()}), but it "
-                f"{exc.message}, so I don't know whether it happened. I'll read it back from "
-                f"{exc.service} and announce the outcome in #{channel}; don't repeat the "
-                "command meanwhile."
+                f"{exc.message}, {what}. I'll read it back from {exc.service} and announce "
+                f"the outcome in #{channel}; don't repeat the command meanwhile."
             ),
             command=spec.name,
             details={"change": plan.summary(), "error": exc.shown()},

@@ -15,6 +15,7 @@ from marvin.adapters.oncall import Oncall
 from marvin.adapters.presence import Presence
 from marvin.clock import Clock
 from marvin.config import Settings
+from marvin.flagd import FlagdFileWriter
 from marvin.flags import Environment
 from marvin.store.db import Store
 
@@ -31,6 +32,8 @@ class Services:
     oncall: Oncall
     # Per transport: what each chat says about whether someone is away.
     presence: Mapping[str, Presence] = field(default_factory=dict)
+    # The flagd file applications may read the embedded flags from (None: not written).
+    flagd: FlagdFileWriter | None = None
 
     def flags(self, env: Environment) -> FlagBackend:
         return self.flag_backends[env]

@@ -11,15 +11,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from marvin.adapters.directory import FileDirectory
-from marvin.adapters.flags import FlagBackend, LocalFlagBackend
+from marvin.adapters.flags import Closable, FlagBackend, LocalFlagBackend
 from marvin.adapters.gitlab import GitLabClient
 from marvin.adapters.gitlab_flags import GitLabInstanceFlags
+from marvin.adapters.gitlab_project_flags import GitLabProjectFlags
 from marvin.adapters.issues import LocalIssueTracker
 from marvin.adapters.oncall import FileRotation
 from marvin.adapters.presence import Presence
+from marvin.adapters.unleash_flags import UnleashFlags, admin_token_from_env
 from marvin.clock import Clock, SystemClock
 from marvin.commands.catalog import build_registry
 from marvin.config import Settings
+from marvin.flagd import FlagdFileWriter
 from marvin.flags import Environment
 from marvin.pipeline import Pipeline
 from marvin.policies import POLICIES
@@ -48,10 +51,34 @@ def _gitlab_instance(
     return GitLabInstanceFlags(client, env)
 
 
+def _gitlab_project(
+    settings: Settings, store: Store, clock: Clock, env: Environment
+) -> FlagBackend:
+    gitlab = settings.gitlab
+    assert gitlab.url and gitlab.flags_project  # backend_problems refuses the config otherwise
+    client = GitLabClient(gitlab.url, gitlab_token(), gitlab.timeout_seconds)
+    scopes = {str(env): scope for env, scope in gitlab.environment_scopes.items()}
+    return GitLabProjectFlags(client, gitlab.flags_project, scopes)
+
+
+def _unleash(settings: Settings, store: Store, clock: Clock, env: Environment) -> FlagBackend:
+    unleash = settings.unleash
+    assert unleash.url  # backend_problems refuses the config otherwise
+    return UnleashFlags(
+        unleash.url,
+        admin_token_from_env(),
+        project=unleash.project,
+        environments={str(env): name for env, name in unleash.environments.items()},
+        timeout=unleash.timeout_seconds,
+    )
+
+
 BACKENDS: Mapping[str, Mapping[str, Builder]] = {
     "flags": {
         "local": lambda settings, store, clock, env: LocalFlagBackend(store, clock),
         "gitlab_instance": _gitlab_instance,
+        "gitlab_project": _gitlab_project,
+        "unleash": _unleash,
     },
     "issues": {
         "local": lambda settings, store, clock: LocalIssueTracker(store, clock),
@@ -92,14 +119,22 @@ def backend_problems(settings: Settings) -> list[str]:
             names = ", ".join(repr(k) for k in known)
             problems.append(f"{key}: unknown backend {name!r} (one of: {names})")
     for env in Environment:
-        if flag_backend_name(settings, env) == "gitlab_instance" and not (
-            settings.gitlab.instance_url(env.value)
-        ):
+        backend = flag_backend_name(settings, env)
+        if backend == "gitlab_instance" and not settings.gitlab.instance_url(env.value):
             problems.append(
                 f"gitlab.instances.{env.value}: {env.value} flags are in GitLab's instance "
                 "features, so say which GitLab (or set gitlab.url)"
             )
-    return problems
+        if backend == "gitlab_project" and not (
+            settings.gitlab.url and settings.gitlab.flags_project
+        ):
+            problems.append(
+                f"gitlab.flags_project: {env.value} flags are a GitLab project's feature flags, "
+                "so set gitlab.url and gitlab.flags_project"
+            )
+        if backend == "unleash" and not settings.unleash.url:
+            problems.append(f"unleash.url: {env.value} flags are in Unleash, so say where")
+    return sorted(set(problems))
 
 
 def build_services(
@@ -129,7 +164,22 @@ def build_services(
         directory=build("directory"),
         oncall=build("oncall"),
         presence=dict(presence or {}),
+        flagd=(
+            FlagdFileWriter(
+                store, settings.flags.flagd_file, Environment(settings.flags.flagd_environment)
+            )
+            if settings.flags.flagd_file
+            else None
+        ),
     )
+
+
+async def close(services: Services) -> None:
+    """Give back what the adapters hold (HTTP sessions) and the database pools."""
+    for backend in services.flag_backends.values():
+        if isinstance(backend, Closable):
+            await backend.aclose()
+    await services.store.dispose()
 
 
 def registry() -> Registry:

@@ -28,13 +28,20 @@ class WorkPool:
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._workers: list[asyncio.Task[None]] = []
         self._busy = 0
+        # When each running job started: a job stuck on a slow service counts before it ends.
+        self._started: dict[int, float] = {}
         # How long one job takes, smoothed; a guess until the first ones are measured.
         self._seconds = 0.05
 
     def expected_wait(self) -> float:
-        """When a job submitted now would be done, from the backlog and the recent pace."""
+        """When a job submitted now would be done, from the backlog and the pace: the
+        smoothed time of finished jobs, or the time running ones have taken so far, if
+        that is longer (a slow dependency shows before any job finishes)."""
+        now = time.perf_counter()
+        running = [now - t for t in self._started.values()]
+        seconds = max(self._seconds, sum(running) / len(running) if running else 0.0)
         ahead = self._queue.qsize() + self._busy
-        return (ahead // self.size + 1) * self._seconds
+        return (ahead // self.size + 1) * seconds
 
     def overloaded(self) -> bool:
         return (
@@ -55,6 +62,7 @@ class WorkPool:
             job = await self._queue.get()
             self._busy += 1
             started = time.perf_counter()
+            self._started[id(job)] = started
             try:
                 await job()
             except asyncio.CancelledError:
@@ -63,6 +71,7 @@ class WorkPool:
                 # A job answers its own failures; this is the transport's, kept visible.
                 log.exception("work.failed")
             finally:
+                self._started.pop(id(job), None)
                 self._busy -= 1
                 self._queue.task_done()
                 took = time.perf_counter() - started

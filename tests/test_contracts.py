@@ -14,13 +14,17 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import pytest
 
 from marvin.adapters.directory import Directory
-from marvin.adapters.errors import AdapterError, NotFound, Refused, Unavailable
+from marvin.adapters.errors import AdapterError, NotFound, OutcomeUnknown, Refused, Unavailable
 from marvin.adapters.flags import FlagBackend
+from marvin.adapters.gitlab import GitLabClient
+from marvin.adapters.gitlab_project_flags import GitLabProjectFlags
 from marvin.adapters.issues import IssueTracker
 from marvin.adapters.oncall import Oncall
+from marvin.adapters.unleash_flags import UnleashFlags
 from marvin.clock import FrozenClock
 from marvin.config import SlackConfig
 from marvin.flags import Environment, FlagState
@@ -31,6 +35,7 @@ from marvin.wiring import BACKENDS
 from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.harness import START, make_settings
+from tests.servers.unleash import Unleash
 from tests.slack_harness import populate
 
 # A database that is not there: nothing listens on port 1.
@@ -56,8 +61,29 @@ async def _dispose(adapter: Any) -> None:
 
 # --- flags ---------------------------------------------------------------------------------
 
-FLAG_BACKENDS = ["local", "gitlab_instance"]
+FLAG_BACKENDS = ["local", "gitlab_instance", "gitlab_project", "unleash"]
 GITLAB_TOKEN = "glpat-contract-admin"
+GITLAB_DEVELOPER_TOKEN = "glpat-contract-developer"
+FLAGS_PROJECT = "gitlab-org/gitlab"
+UNREACHABLE_URL = "http://127.0.0.1:1"  # nothing listens on port 1
+
+# What a backend cannot hold, by case id below, and what its refusal says: such a put must
+# raise `Refused` with that in its message and leave the flag as it was. A case declared here
+# that the backend holds after all fails too.
+CANNOT_HOLD: dict[str, dict[str, str]] = {
+    "gitlab_project": {
+        "0.5% of time": "takes whole percentages only",  # GitLab: rollout is "0".."100"
+        "actors": "can only target users",  # GitLab: userWithId only
+        "swap actors": "can only target users",
+    },
+    "unleash": {
+        "0.5% of time": "takes whole percentages only",  # the SDKs read whole numbers
+        "actors": "can only target users",  # userId is the one standard actor field
+        "swap actors": "can only target users",
+    },
+}
+# Backends that hold both environments in one place (gitlab_instance has one instance each).
+SHARED_ENVIRONMENTS = ["local", "gitlab_project", "unleash"]
 
 
 def gitlab_world(gitlab: FakeGitLab) -> None:
@@ -65,11 +91,51 @@ def gitlab_world(gitlab: FakeGitLab) -> None:
     gitlab.add_user("marvin", token=GITLAB_TOKEN, admin=True)
     gitlab.add_user("bob")
     gitlab.add_group("gitlab-org")
-    gitlab.add_project("gitlab-org/gitlab")
+    project = gitlab.add_project(FLAGS_PROJECT)
+    # Project feature flags need no admin: a Developer of the project.
+    gitlab.add_user("flagger", token=GITLAB_DEVELOPER_TOKEN)
+    gitlab.add_member(project, "flagger", "developer")
+
+
+async def unleash_clean_slate(unleash: Unleash) -> None:
+    """Archive and then delete every flag of the shared server's project: a test sees its own
+    flags only (the server lives for the whole session)."""
+    base = f"{unleash.url}/api/admin/projects/{unleash.project}"
+    async with aiohttp.ClientSession(headers=unleash.admin_headers) as http:
+        async with http.get(f"{base}/features") as answer:
+            names = [f["name"] for f in (await answer.json())["features"]]
+        if names:
+            for step in ("archive", "delete"):
+                async with http.post(f"{base}/{step}", json={"features": names}) as answer:
+                    assert answer.status < 300, await answer.text()
 
 
 @asynccontextmanager
-async def flag_backend(name: str, database: str, reachable: bool = True) -> AsyncIterator[Any]:
+async def flag_backend(
+    name: str, database: str, reachable: bool = True, unleash: Unleash | None = None
+) -> AsyncIterator[Any]:
+    if name == "gitlab_project":
+        async with FakeGitLab() as gitlab:
+            gitlab_world(gitlab)
+            url = gitlab.url if reachable else UNREACHABLE_URL
+            client = GitLabClient(url, GITLAB_DEVELOPER_TOKEN, timeout=2)
+            yield GitLabProjectFlags(client, FLAGS_PROJECT)
+        return
+    if name == "unleash":
+        if reachable:
+            assert unleash is not None
+            await unleash_clean_slate(unleash)
+        backend = UnleashFlags(
+            unleash.url if unleash and reachable else UNREACHABLE_URL,
+            unleash.admin_token if unleash else "*:*.unreachable",
+            project=unleash.project if unleash else "default",
+            timeout=5,
+        )
+        try:
+            yield backend
+        finally:
+            await backend.aclose()
+        return
     if name != "gitlab_instance":
         backend = _builder("flags", name)(database if reachable else UNREACHABLE_DB)
         try:
@@ -79,7 +145,7 @@ async def flag_backend(name: str, database: str, reachable: bool = True) -> Asyn
         return
     async with FakeGitLab() as gitlab:
         gitlab_world(gitlab)
-        url = gitlab.url if reachable else "http://127.0.0.1:1"
+        url = gitlab.url if reachable else UNREACHABLE_URL
         with pytest.MonkeyPatch.context() as env:
             env.setenv("GITLAB_TOKEN", GITLAB_TOKEN)
             backend = _builder(
@@ -93,7 +159,9 @@ async def flag_backend(name: str, database: str, reachable: bool = True) -> Asyn
 
 @pytest.fixture(params=FLAG_BACKENDS)
 async def flags(request: pytest.FixtureRequest, sqlite_url: str) -> AsyncIterator[FlagBackend]:
-    async with flag_backend(request.param, sqlite_url) as backend:
+    # The real Unleash server only for the backend that needs it (it skips when not installed).
+    unleash = request.getfixturevalue("unleash_server") if request.param == "unleash" else None
+    async with flag_backend(request.param, sqlite_url, unleash=unleash) as backend:
         yield backend
 
 
@@ -108,46 +176,68 @@ async def unreachable_flags(
 ONE_PERCENT = FlagState(percentage_of_actors=Decimal(1))
 
 
+def cannot_hold(flags: FlagBackend, case: str) -> str | None:
+    return CANNOT_HOLD.get(flags.name, {}).get(case)
+
+
 async def test_flags_an_unknown_flag_is_none(flags: FlagBackend) -> None:
     assert await flags.get("never_heard_of", Environment.production) is None
     assert await flags.list(Environment.production, None) == []
 
 
-@pytest.mark.parametrize(
-    "state",
-    [
-        FlagState(enabled=True),
-        ONE_PERCENT,
-        FlagState(percentage_of_time=Decimal("0.5")),
-        FlagState(actors=("group:gitlab-org", "project:gitlab-org/gitlab", "user:bob")),
-        FlagState(percentage_of_actors=Decimal(25), actors=("user:bob",)),
-        FlagState(),
-    ],
-    ids=["on", "1% of actors", "0.5% of time", "actors", "25% and an actor", "off"],
-)
-async def test_flags_what_is_put_is_read_back(flags: FlagBackend, state: FlagState) -> None:
+STATES = {
+    "on": FlagState(enabled=True),
+    "1% of actors": ONE_PERCENT,
+    "0.5% of time": FlagState(percentage_of_time=Decimal("0.5")),
+    "actors": FlagState(actors=("group:gitlab-org", "project:gitlab-org/gitlab", "user:bob")),
+    "25% and an actor": FlagState(percentage_of_actors=Decimal(25), actors=("user:bob",)),
+    "off": FlagState(),
+}
+
+
+@pytest.mark.parametrize("case", list(STATES))
+async def test_flags_what_is_put_is_read_back(flags: FlagBackend, case: str) -> None:
+    state = STATES[case]
+    refusal = cannot_hold(flags, case)
+    if refusal is not None:
+        with pytest.raises(Refused) as raised:
+            await flags.put("contract_flag", Environment.production, state)
+        assert refusal in raised.value.shown()
+        assert await flags.get("contract_flag", Environment.production) is None  # untouched
+        return
     confirmed = await flags.put("contract_flag", Environment.production, state)
     assert confirmed == state
     assert await flags.get("contract_flag", Environment.production) == state
 
 
-@pytest.mark.parametrize(
-    ("first", "then"),
-    [
-        (FlagState(enabled=True), ONE_PERCENT),
-        (ONE_PERCENT, FlagState(percentage_of_time=Decimal(1))),
-        (FlagState(actors=("user:bob",)), FlagState(actors=("group:gitlab-org",))),
-        (FlagState(percentage_of_actors=Decimal(5), actors=("user:bob",)), FlagState()),
-        (ONE_PERCENT, FlagState(enabled=True)),
-    ],
-    ids=["on to 1%", "actors to time", "swap actors", "to off", "1% to on"],
-)
-async def test_flags_any_state_reaches_any_other(
-    flags: FlagBackend, first: FlagState, then: FlagState
-) -> None:
-    await flags.put("moving", Environment.production, first)
-    assert await flags.put("moving", Environment.production, then) == then
-    assert await flags.get("moving", Environment.production) == then
+MOVES = {
+    "on to 1%": (FlagState(enabled=True), ONE_PERCENT),
+    "actors to time": (ONE_PERCENT, FlagState(percentage_of_time=Decimal(1))),
+    "swap actors": (FlagState(actors=("user:bob",)), FlagState(actors=("group:gitlab-org",))),
+    "to off": (FlagState(percentage_of_actors=Decimal(5), actors=("user:bob",)), FlagState()),
+    "1% to on": (ONE_PERCENT, FlagState(enabled=True)),
+    "5% to 1% and an actor": (
+        FlagState(percentage_of_actors=Decimal(5)),
+        FlagState(percentage_of_actors=Decimal(1), actors=("user:bob",)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MOVES))
+async def test_flags_any_state_reaches_any_other(flags: FlagBackend, case: str) -> None:
+    first, then = MOVES[case]
+    refusal = cannot_hold(flags, case)
+    held: FlagState | None = None
+    for state in (first, then):
+        try:
+            assert await flags.put("moving", Environment.production, state) == state
+        except Refused as refused:
+            assert refusal is not None and refusal in refused.shown(), refused
+            assert await flags.get("moving", Environment.production) == held  # untouched
+            return
+        assert await flags.get("moving", Environment.production) == state
+        held = state
+    assert refusal is None, f"{flags.name} was declared unable to hold {case!r}, but did"
 
 
 async def test_flags_list_matches_patterns(flags: FlagBackend) -> None:
@@ -167,6 +257,32 @@ async def test_flags_delete_is_quiet_about_a_missing_flag(flags: FlagBackend) ->
     await flags.delete("doomed", Environment.production)
 
 
+@pytest.fixture(params=SHARED_ENVIRONMENTS)
+async def shared_flags(
+    request: pytest.FixtureRequest, sqlite_url: str
+) -> AsyncIterator[FlagBackend]:
+    unleash = request.getfixturevalue("unleash_server") if request.param == "unleash" else None
+    async with flag_backend(request.param, sqlite_url, unleash=unleash) as backend:
+        yield backend
+
+
+async def test_flags_environments_are_apart(shared_flags: FlagBackend) -> None:
+    flags = shared_flags
+    staging, production = Environment.staging, Environment.production
+    await flags.put("apart", production, ONE_PERCENT)
+    assert await flags.get("apart", staging) is None
+    await flags.put("apart", staging, FlagState(enabled=True))
+    await flags.put("apart", production, FlagState())
+    assert await flags.get("apart", staging) == FlagState(enabled=True)
+    assert await flags.list(staging, None) == [("apart", FlagState(enabled=True))]
+    await flags.delete("apart", production)
+    assert await flags.get("apart", production) is None
+    assert await flags.list(production, None) == []
+    assert await flags.get("apart", staging) == FlagState(enabled=True)
+    await flags.delete("apart", staging)
+    assert await flags.get("apart", staging) is None
+
+
 @pytest.mark.parametrize("call", ["get", "list", "put", "delete"])
 async def test_flags_an_unreachable_backend_is_unavailable_not_none(
     unreachable_flags: FlagBackend, call: str
@@ -180,6 +296,8 @@ async def test_flags_an_unreachable_backend_is_unavailable_not_none(
     with pytest.raises(Unavailable) as raised:
         await calls[call]()
     assert raised.value.shown()  # something to tell a person
+    # Nothing was sent, so nothing can have been made: not "outcome unknown".
+    assert not isinstance(raised.value, OutcomeUnknown)
 
 
 # --- issues --------------------------------------------------------------------------------

@@ -70,12 +70,15 @@ async def test_a_killed_replicas_commands_are_answered_once_by_the_survivor(
         # Each change waits on Slack's presence; the replica dies while they wait.
         slack.delay("users.getPresence", 2.5)
         flags = [f"replica_{i}" for i in range(4)]
+        people = ["bob", "alice"]  # each person's commands are worked on in turn
         urls = [
-            await doomed.command(slack, "bob", user_id("bob"), f"feature set {flag} true --staging")
-            for flag in flags
+            await doomed.command(
+                slack, people[i % 2], user_id(people[i % 2]), f"feature set {flag} true --staging"
+            )
+            for i, flag in enumerate(flags)
         ]
         for _ in range(100):
-            if len(slack.calls("users.getPresence")) >= len(flags):
+            if len(slack.calls("users.getPresence")) >= len(people):
                 break
             await asyncio.sleep(0.05)
         doomed.kill()

@@ -39,8 +39,20 @@ class FlagBackend(Protocol):
 
 
 @runtime_checkable
+class Closable(Protocol):
+    """A backend holding a connection of its own (an HTTP session) to give back at the end."""
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
 class Embedded(Protocol):
-    """A backend in Marvin's own database: changed inside the recording transaction."""
+    """A backend in Marvin's own database: read inside the planning read, changed inside
+    the recording transaction."""
+
+    async def get_in(
+        self, session: AsyncSession, flag: str, env: Environment
+    ) -> FlagState | None: ...
 
     async def put_in(
         self, session: AsyncSession, flag: str, env: Environment, state: FlagState, now: datetime
@@ -71,8 +83,11 @@ class LocalFlagBackend:
     async def get(self, flag: str, env: Environment) -> FlagState | None:
         with database_answers():
             async with self._store.transaction() as session:
-                row = await session.get(LocalFlag, (flag, env.value))
-                return _state(row) if row else None
+                return await self.get_in(session, flag, env)
+
+    async def get_in(self, session: AsyncSession, flag: str, env: Environment) -> FlagState | None:
+        row = await session.get(LocalFlag, (flag, env.value))
+        return _state(row) if row else None
 
     async def list(self, env: Environment, pattern: str | None) -> list[tuple[str, FlagState]]:
         with database_answers():

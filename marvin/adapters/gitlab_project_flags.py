@@ -148,7 +148,7 @@ class GitLabProjectFlags:
     async def delete(self, flag: str, env: Environment) -> None:
         scope = self._scopes[env]
         entity = await self._flag(flag)
-        if entity is None or not _own(entity, scope):
+        if entity is None or _read(entity, scope) is None:
             return  # nothing of this environment's (quiet, like a missing flag)
         self._refuse_wildcards(flag, entity, scope, "remove")
         if not _other_scopes(entity, scope):

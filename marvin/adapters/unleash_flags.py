@@ -105,7 +105,7 @@ class UnleashFlags:
         if token:
             self._headers["Authorization"] = token
         self._session: aiohttp.ClientSession | None = None
-        self._project_known = False
+        self._usable: set[str] | None = None  # the project's environments, once asked
 
     def __repr__(self) -> str:  # no token in here
         return f"UnleashFlags({self.url!r}, project={self.project!r})"
@@ -119,13 +119,13 @@ class UnleashFlags:
 
     async def get(self, flag: str, env: Environment) -> FlagState | None:
         call = _Calls(self)
-        await self._check_project(call)
+        await self._check(call, env)
         feature = await self._feature(call, flag)
         return None if feature is None else _read(self._environment(feature, env))
 
     async def list(self, env: Environment, pattern: str | None) -> list[tuple[str, FlagState]]:
         call = _Calls(self)
-        await self._check_project(call)
+        await self._check(call, env)
         answer = await call("GET", self._features())
         here = self._environments[env]
         names = sorted(
@@ -153,7 +153,7 @@ class UnleashFlags:
         target = _strategies(flag, wanted)  # Refused here, before anything is sent
         here = self._environments[env]
         call = _Calls(self)
-        await self._check_project(call)
+        await self._check(call, env)
         feature = await self._feature(call, flag) or await self._create(call, flag)
         environment = self._environment(feature, env)
         now = _read(environment) or OFF
@@ -185,7 +185,7 @@ class UnleashFlags:
     async def delete(self, flag: str, env: Environment) -> None:
         here = self._environments[env]
         call = _Calls(self)
-        await self._check_project(call)
+        await self._check(call, env)
         feature = await self._feature(call, flag)
         if feature is None:
             return
@@ -231,17 +231,29 @@ class UnleashFlags:
             "check unleash.environments",
         )
 
-    async def _check_project(self, call: _Calls) -> None:
-        # A listing of an unknown project is an empty list, not a 404: ask once.
-        if self._project_known:
-            return
-        try:
-            await call("GET", f"/api/admin/projects/{self.project}/overview")
-        except NotFound as exc:
+    async def _check(self, call: _Calls, env: Environment) -> None:
+        """That the project and the environment exist, asked once: Unleash lists an unknown
+        project's flags as none at all rather than answering 404."""
+        if self._usable is None:
+            try:
+                await call("GET", f"/api/admin/projects/{self.project}/overview")
+            except NotFound as exc:
+                raise NotFound(
+                    SERVICE, f"has no project `{self.project}`: check unleash.project"
+                ) from exc
+            answer = await call("GET", f"/api/admin/environments/project/{self.project}")
+            self._usable = {
+                str(e.get("name"))
+                for e in (answer or {}).get("environments") or []
+                if e.get("enabled") and e.get("visible", True)
+            }
+        here = self._environments[env]
+        if here not in self._usable:
             raise NotFound(
-                SERVICE, f"has no project `{self.project}`: check unleash.project"
-            ) from exc
-        self._project_known = True
+                SERVICE,
+                f"has no environment `{here}` in project `{self.project}` (Marvin's "
+                f"{env.value}): check unleash.environments",
+            )
 
     async def _feature(self, call: _Calls, flag: str) -> Json | None:
         try:

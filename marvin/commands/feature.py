@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
@@ -44,6 +44,7 @@ from marvin.spec import Arg, CommandModel, CommandSpec, Needs, Opt
 from marvin.store.db import lock_flag, read_ledger
 from marvin.store.tables import Account, FlagChange, FlagLedger, Watch
 
+T = TypeVar("T")
 _PATTERN = re.compile(r"^[a-z0-9_*?]{1,64}$")
 
 ENV_OPTS = (
@@ -175,14 +176,25 @@ async def _gather(
     override_reason: str | None = None,
 ) -> FlagPlan | Done:
     """Every fact the policies judge a change of the flag by; no transaction stays open."""
+    backend, theirs_backend = ctx.services.flags(env), ctx.services.flags(env.other)
+    mine_state: FlagState | None = None
+    their_state: FlagState | None = None
     async with ctx.read() as session:
         ledger = await read_ledger(session, name)
-    backend = ctx.services.flags(env)
-    deviation = ctx.services.issues.get(issue_ref) if issue_ref else None
-    before, other, issue = await asyncio.gather(
-        fetch(backend.get(name, env)),
-        fetch(ctx.services.flags(env.other).get(name, env.other)),
-        fetch(deviation) if deviation is not None else _nothing(),
+        # An embedded store is read in the same short read as the ledger.
+        if isinstance(backend, Embedded):
+            mine_state = await backend.get_in(session, name, env)
+        if isinstance(theirs_backend, Embedded):
+            their_state = await theirs_backend.get_in(session, name, env.other)
+    # What lives outside is asked after the read, all at once.
+    before, other, deviation = await asyncio.gather(
+        _ready(Known(mine_state))
+        if isinstance(backend, Embedded)
+        else fetch(backend.get(name, env)),
+        _ready(Known(their_state))
+        if isinstance(theirs_backend, Embedded)
+        else fetch(theirs_backend.get(name, env.other)),
+        fetch(ctx.services.issues.get(issue_ref)) if issue_ref else _ready(None),
     )
     for state in (before, other):
         if isinstance(state, Unknown):
@@ -205,13 +217,13 @@ async def _gather(
         remote=not isinstance(backend, Embedded),
         of_time=of_time,
         issue_ref=issue_ref,
-        deviation=issue if deviation is not None else None,
+        deviation=deviation,
         override_reason=override_reason,
     )
 
 
-async def _nothing() -> None:
-    return None
+async def _ready(value: T) -> T:
+    return value
 
 
 def _no_such_flag(name: str, env: Environment) -> Done:

@@ -124,6 +124,7 @@ class SlackTransport:
         self.pool = WorkPool(settings.inbox.workers, settings.inbox.max_answer_seconds)
         self._tasks: set[asyncio.Task[None]] = set()
         self._working: set[int] = set()
+        self._turns: dict[str, asyncio.Lock] = {}
         self._identity: AuthorizeResult | None = None
         # Bolt warns that the client's token "will be ignored" when `authorize` is given;
         # it isn't (authorize returns that same token), and the warning alarms operators.
@@ -345,23 +346,35 @@ class SlackTransport:
         if item in self._working:
             return
         self._working.add(item)
+        # One person's commands are worked on in the order they came (`status away`, then
+        # `status back`); different people's at once.
+        person = str(payload.get("user_id") or "")
+        turn = self._turns.setdefault(person, asyncio.Lock())
         try:
-            try:
-                request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
-                inv = await self._invocation(request_id, payload, redelivered)
-                reply = await self._handle(inv)
-                if kind == "event":
-                    await self._in_thread(payload, reply)
-                else:  # a slash command or a button click: answered through its response_url
-                    await self._answer(payload.get("response_url"), inv, reply)
-            except BaseException:
-                # Not done: give it back, so recovery takes it up again (within its tries).
-                await asyncio.shield(inbox.release_one(self._store, item, self._now()))
-                raise
-            # Done only once it was worked on and answered.
-            self.finisher.finish(item)
+            async with turn:
+                await self._work_on(item, kind, payload, redelivered)
         finally:
             self._working.discard(item)
+            if not turn.locked() and self._turns.get(person) is turn:
+                del self._turns[person]
+
+    async def _work_on(
+        self, item: int, kind: str, payload: dict[str, Any], redelivered: bool
+    ) -> None:
+        try:
+            request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
+            inv = await self._invocation(request_id, payload, redelivered)
+            reply = await self._handle(inv)
+            if kind == "event":
+                await self._in_thread(payload, reply)
+            else:  # a slash command or a button click: answered through its response_url
+                await self._answer(payload.get("response_url"), inv, reply)
+        except BaseException:
+            # Not done: give it back, so recovery takes it up again (within its tries).
+            await asyncio.shield(inbox.release_one(self._store, item, self._now()))
+            raise
+        # Done only once it was worked on and answered.
+        self.finisher.finish(item)
 
     async def _invocation(
         self, request_id: str, payload: dict[str, Any], redelivered: bool = False

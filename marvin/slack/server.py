@@ -27,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from marvin import intents, watches
 from marvin.config import Settings
 from marvin.metrics import CONTENT_TYPE, Metrics
+from marvin.ofrep import add_ofrep_routes, tokens_from_env
 from marvin.outbox import ANNOUNCE, OutboxWorker
 from marvin.retention import prune
 from marvin.services import Services
@@ -39,7 +40,7 @@ from marvin.slack.secrets import SlackSecrets
 from marvin.store.db import Store
 from marvin.supervisor import Job, Leases, Supervisor, replica_id
 from marvin.watches import dm_kind
-from marvin.wiring import build_pipeline, build_services
+from marvin.wiring import build_pipeline, build_services, close
 
 log = structlog.get_logger(__name__)
 
@@ -199,7 +200,24 @@ def build_web_app(
         app.router.add_post(EVENTS_PATH, slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
+    # Applications evaluate the embedded flags here (OpenFeature's remote protocol).
+    add_ofrep_routes(app, store, transport.pipeline.services.clock, tokens_from_env())
     return app
+
+
+async def _keep_flagd_file(bot: Bot, stop: asyncio.Event) -> None:
+    """Each replica keeps its own copy of the flagd file current, changes made on other
+    replicas included (a read and a compare every few seconds)."""
+    flagd = bot.services.flagd
+    while flagd is not None and not stop.is_set():
+        try:
+            await flagd.write()
+        except Exception:
+            log.exception("flagd.write_failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=5.0)
+        except TimeoutError:
+            pass
 
 
 async def _renew_leases(bot: Bot, stop: asyncio.Event) -> None:
@@ -262,6 +280,7 @@ async def serve(
             background = [
                 asyncio.create_task(bot.supervisor.run(stop)),
                 asyncio.create_task(_renew_leases(bot, stop)),
+                asyncio.create_task(_keep_flagd_file(bot, stop)),
             ]
             log.info(
                 "serve.started", mode=settings.slack.mode, port=bound, replica=bot.transport.owner
@@ -286,7 +305,7 @@ async def serve(
         except Exception:
             log.exception("inbox.release_failed")
         await runner.cleanup()
-        await bot.services.store.dispose()
+        await close(bot.services)
         for sig in handled:
             # The loop may outlive this server (tests, embedding): Ctrl-C is theirs again.
             loop.remove_signal_handler(sig)

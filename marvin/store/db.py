@@ -130,11 +130,13 @@ class Store:
         if not self.is_sqlite:
             # A server restart leaves dead connections in the pool; SQLite has no server.
             options["pool_pre_ping"] = True
-            options["pool_size"] = pool_size
-        self.engine = create_async_engine(url, **options)
+        self.engine = create_async_engine(url, pool_size=pool_size, **options)
+        # The acks' own connections: an ack never waits for the pool the work uses.
+        self.ack_engine = create_async_engine(url, pool_size=2, max_overflow=2, **options)
         self.writer = WriterLock() if self.is_sqlite else None
         if self.is_sqlite:
             _sqlite_hooks(self.engine)
+            _sqlite_hooks(self.ack_engine)
 
     @asynccontextmanager
     async def transaction(
@@ -144,22 +146,25 @@ class Store:
 
         `urgent`: a write that someone is waiting for right now (an ack) goes first.
         """
+        engine = self.ack_engine if urgent else self.engine
         if write and self.writer is not None:
             if write_open():
                 # This task already holds the one writer: waiting for it again never ends.
                 raise RuntimeError("a write transaction inside a write transaction")
             async with self.writer.hold(urgent):
-                async with self._transaction(write=True) as session:
+                async with self._transaction(engine, write=True) as session:
                     yield session
         else:
-            async with self._transaction(write=write) as session:
+            async with self._transaction(engine, write=write) as session:
                 yield session
 
     @asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncSession]:
+    async def _transaction(
+        self, engine: AsyncEngine, *, write: bool
+    ) -> AsyncIterator[AsyncSession]:
         token = _WRITES_OPEN.set(_WRITES_OPEN.get() + 1) if write else None
         try:
-            async with self.engine.connect() as conn:
+            async with engine.connect() as conn:
                 if write:
                     await conn.execution_options(**{_WRITE_OPTION: True})
                 session = AsyncSession(bind=conn, expire_on_commit=False)
@@ -185,6 +190,7 @@ class Store:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        await self.ack_engine.dispose()
 
 
 @dataclass(frozen=True)
