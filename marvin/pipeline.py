@@ -49,7 +49,14 @@ from marvin.commands.base import (
 from marvin.commands.confirm import AlreadySpent, spend
 from marvin.facts import gather as gather_facts
 from marvin.grammar import Parsed, UsageError, parse
-from marvin.models import Announcement, ApprovalRequest, ConfirmRequest, Invocation, Reply
+from marvin.models import (
+    Announcement,
+    ApprovalRequest,
+    ConfirmRequest,
+    Invocation,
+    Reply,
+    ReplyKind,
+)
 from marvin.outbox import ANNOUNCE, enqueue
 from marvin.policies import GATES, POLICIES, Decision, Gate, GateRequest, Policy, Request
 from marvin.policies.roles import meets
@@ -79,6 +86,7 @@ class Pipeline:
         self.registry = registry
         self.gates = gates
         self.policies = policies
+        self.journal = audit.Journal(services.store)
 
     async def handle(self, inv: Invocation) -> Reply:
         with structlog.contextvars.bound_contextvars(request_id=inv.request_id):
@@ -518,6 +526,7 @@ class Answer:
         self, pipeline: Pipeline, inv: Invocation, caller: Caller, welcome: str | None
     ) -> None:
         self.services = pipeline.services
+        self.journal = pipeline.journal
         self.inv = inv
         self.caller = caller
         self.welcome = welcome
@@ -528,36 +537,43 @@ class Answer:
         return Reply(request_id=self.inv.request_id, text=text, **fields)
 
     async def final(self, outcome: str, **fields: Any) -> Reply:
-        async with self.services.store.transaction(write=True) as session:
-            return await self.final_in(session, outcome, **fields)
+        """An answer that changes nothing: its record is written with others' (a journal)."""
+        reply, record = self._compose(outcome, **fields)
+        seen = (self.caller.account.id, self.services.clock.now())
+        await self.journal.write(self.inv, seen=seen, **record)
+        return reply
 
-    async def final_in(
+    async def final_in(self, session: AsyncSession, outcome: str, **fields: Any) -> Reply:
+        """An answer recorded in `session`, the transaction of the change it reports."""
+        reply, record = self._compose(outcome, **fields)
+        await self._seen(session)
+        await audit.record(session, self.inv, **record)
+        return reply
+
+    def _compose(
         self,
-        session: AsyncSession,
         outcome: str,
         *,
         ok: bool,
         text: str,
-        kind: str = "result",
+        kind: ReplyKind = "result",
         command: str | None = None,
         policy: str | None = None,
         details: dict[str, Any] | None = None,
         **extra: Any,
-    ) -> Reply:
+    ) -> tuple[Reply, dict[str, Any]]:
+        """The reply, and its audit record (which keeps the reply, for a redelivery)."""
         reply = self._reply(text, ok=ok, kind=kind, command=command, denied_by=policy, **extra)
         stored = {"ok": ok, "kind": kind, "text": reply.text, "denied_by": policy}
-        await self._seen(session)
-        await audit.record(
-            session,
-            self.inv,
-            outcome=outcome,
-            account_id=self.caller.account.id,
-            command=command,
-            policy=policy,
-            reason=text if policy else (text if outcome == "usage_error" else None),
-            details={**(details or {}), "reply": stored},
-        )
-        return reply
+        record = {
+            "outcome": outcome,
+            "account_id": self.caller.account.id,
+            "command": command,
+            "policy": policy,
+            "reason": text if policy else (text if outcome == "usage_error" else None),
+            "details": {**(details or {}), "reply": stored},
+        }
+        return reply, record
 
     async def record_only(self, outcome: str, **fields: Any) -> None:
         async with self.services.store.transaction(write=True) as session:
