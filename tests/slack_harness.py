@@ -350,6 +350,7 @@ async def _rigs(url: str) -> AsyncIterator[RigFactory]:
     yield factory
     for api, rig in reversed(made):
         await rig.settle()
+        await rig.bot.transport.close()
         await rig.client.close()
         await rig.store.dispose()
         await api.stop()

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 import structlog
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
@@ -161,8 +162,26 @@ class SlackTransport:
 
     # --- who we are: asked once, not on the first request's ack path --------------------
 
+    def _http(self) -> aiohttp.ClientSession:
+        """One HTTP session for every call to Slack, so connections are kept and reused
+        (slack_sdk opens a new one per call when it isn't given one)."""
+        session = self.client.session
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.slack.timeout_seconds * 2),
+                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+            )
+            self.client.session = session
+        return session
+
+    async def close(self) -> None:
+        session, self.client.session = self.client.session, None
+        if session is not None and not session.closed:
+            await session.close()
+
     async def prepare(self) -> None:
         """Ask Slack who this bot is (auth.test); raises SlackApiError on a bad token."""
+        self._http()
         response = await self.client.auth_test()
         self._identity = AuthorizeResult.from_auth_test_response(
             auth_test_response=response, bot_token=self.client.token
@@ -463,7 +482,8 @@ class SlackTransport:
         error = "no response_url"
         if response_url:
             try:
-                response = await AsyncWebhookClient(str(response_url)).send_dict(message)
+                webhook = AsyncWebhookClient(str(response_url), session=self._http())
+                response = await webhook.send_dict(message)
             except Exception as exc:
                 error = type(exc).__name__
             else:

@@ -305,6 +305,7 @@ async def serve(
         except Exception:
             log.exception("inbox.release_failed")
         await runner.cleanup()
+        await bot.transport.close()
         await close(bot.services)
         for sig in handled:
             # The loop may outlive this server (tests, embedding): Ctrl-C is theirs again.
