@@ -56,11 +56,15 @@ async def known_account(session: AsyncSession, inv: Invocation) -> Account | Non
 
 async def ensure_account(
     session: AsyncSession, inv: Invocation, person: DirectoryPerson | None, now: datetime
-) -> tuple[Account, bool]:
+) -> tuple[Account, bool, str | None]:
     """The caller's account, created on first contact and linked to `person` (whom the
     directory knows by the caller's e-mail, looked up before this transaction).
 
-    Returns (account, created).
+    When the chat now gives an e-mail that isn't the linked person's, the link goes (and
+    with it every role and grant) until someone links the account again: an account must
+    not keep bob's rights after its e-mail became someone else's.
+
+    Returns (account, created, the handle it was unlinked from, if it was).
     """
     values = {
         "transport": inv.transport,
@@ -82,12 +86,20 @@ async def ensure_account(
     account = await account_for_chat_user(session, inv.transport, inv.user_id)
     assert account is not None  # inserted above, or already there
     account.last_seen_at = now
+    unlinked = None
     if inv.user_email and account.email != inv.user_email:
         account.email = inv.user_email
+        if account.directory_handle is not None and (
+            person is None or person.handle != account.directory_handle
+        ):
+            unlinked = account.directory_handle
+            account.directory_handle = None
+            account.gitlab_username = None
+            return account, created, unlinked
     if account.directory_handle is None and person is not None:
         account.directory_handle = person.handle
         account.gitlab_username = person.gitlab_username
-    return account, created
+    return account, created, unlinked
 
 
 async def granted(session: AsyncSession, account_id: int, now: datetime) -> frozenset[str]:
@@ -103,10 +115,11 @@ async def granted(session: AsyncSession, account_id: int, now: datetime) -> froz
 
 
 async def caller_for(account: Account, grants: frozenset[str], directory: Directory) -> Caller:
-    """Who the account is: its directory entry (roles, their grants) and its own grants."""
-    person = (
-        await directory.by_handle(account.directory_handle) if account.directory_handle else None
-    )
+    """Who the account is: its directory entry (roles, their grants) and its own grants.
+    An account not linked to the directory holds nothing, its own grants included."""
+    if account.directory_handle is None:
+        return Caller(account=account, person=None, roles=frozenset(), grants=frozenset())
+    person = await directory.by_handle(account.directory_handle)
     roles = frozenset(person.roles) if person else frozenset()
     return Caller(
         account=account,

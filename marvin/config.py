@@ -251,7 +251,9 @@ class SlackConfig(Section):
     max_body_bytes: int = Field(1_048_576, ge=1024, le=50 * 1024 * 1024)
     rate_limit_retries: int = Field(3, ge=0, le=10)
     timeout_seconds: float = Field(5, gt=0, le=60)
-    people_cache_seconds: float = Field(600, ge=0)
+    # Briefly: who someone is includes their e-mail, which the link to the registry is
+    # checked against.
+    people_cache_seconds: float = Field(120, ge=0)
     presence_cache_seconds: float = Field(60, ge=0)
     away_status_emojis: list[str] = Field(
         default_factory=lambda: [

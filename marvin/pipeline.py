@@ -42,6 +42,7 @@ from marvin.commands.base import (
     Done,
     Moved,
     Outcome,
+    Overtaken,
     Plan,
     ProductionChange,
     Rerun,
@@ -153,8 +154,10 @@ class Pipeline:
             )
         person = await services.directory.by_email(inv.user_email) if inv.user_email else None
         async with services.store.transaction(write=True) as session:
-            account, created = await ensure_account(session, inv, person, now)
+            account, created, unlinked = await ensure_account(session, inv, person, now)
             grants = await granted(session, account.id, now)
+            if unlinked is not None:
+                await self._unlinked(session, inv, account, unlinked)
             if created:
                 await audit.record(
                     session,
@@ -171,6 +174,36 @@ class Pipeline:
             return caller, None
         log.info("account.registered", account_id=account.id, linked=person is not None)
         return caller, self._welcome(caller)
+
+    async def _unlinked(
+        self, session: AsyncSession, inv: Invocation, account: Account, handle: str
+    ) -> None:
+        """The chat's e-mail no longer matches the linked person: said in the record and in
+        the production channel, in the same transaction as the unlinking."""
+        await audit.record(
+            session,
+            inv,
+            outcome="unlinked",
+            account_id=account.id,
+            details={"was": handle, "email": account.email},
+        )
+        message = Announcement(
+            channel_id=self.services.settings.production_channel.id,
+            text=(
+                f"The chat account that was @{handle}'s now gives the e-mail {account.email}: "
+                f"its link to @{handle}, and every role and grant with it, is suspended until "
+                "it is linked again."
+            ),
+            idempotency_key=f"unlinked:{inv.request_id}",
+        )
+        await enqueue(
+            session,
+            kind=ANNOUNCE,
+            key=message.idempotency_key,
+            payload=message.model_dump(mode="json"),
+            now=self.services.clock.now(),
+        )
+        log.warning("account.unlinked", account_id=account.id, was=handle)
 
     def _welcome(self, caller: Caller) -> str:
         if caller.person is None:
@@ -264,6 +297,10 @@ class Pipeline:
                     ok=True,
                     text="That change was already confirmed and made; nothing more to do.",
                     command=spec.name,
+                )
+            except Overtaken as exc:
+                return await answer.final(
+                    "overtaken", ok=False, kind="error", text=exc.reason, command=spec.name
                 )
             except AlreadyDecided:
                 return await answer.final(

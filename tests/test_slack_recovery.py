@@ -131,3 +131,24 @@ async def test_recovery_takes_up_only_its_own_transport(rig: SlackRig) -> None:
     assert await rig.bot.transport.recover() == 0
     [item] = await rig.rows(InboxItem)
     assert item.status == "pending"
+
+
+async def test_work_taken_up_again_does_not_undo_a_later_change(
+    rig: SlackRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob asked to raise; the process died; alice turned it off; bob's raise must not come
+    back from the dead and undo her kill switch."""
+    assert "now on" in (await rig.run("alice", "feature set ro true --staging"))["text"]
+    assert "now 1% of actors" in (await rig.run("bob", "feature set ro 1 --actors"))["text"]
+    crash_after_ack(rig, monkeypatch)
+    raised = await rig.command("bob", "feature set ro 0.5 --actors --user carol")
+    monkeypatch.undo()
+    rig.clock.advance(seconds=30)
+    assert "now off" in (await rig.run("alice", "feature set ro false"))["text"]
+    rig.clock.advance(seconds=30)
+    await rig.settle()
+    assert await rig.bot.transport.recover(everything=True) == 1
+    reply = await rig.reply(raised)
+    assert "was changed since you asked" in reply["text"] and "didn't do it" in reply["text"]
+    [flag] = await rig.rows(LocalFlag, LocalFlag.environment == "production")
+    assert (flag.enabled, flag.percentage_of_actors, flag.actors) == (False, None, [])

@@ -60,6 +60,15 @@ class Moved(Exception):
     """What the plan was decided on changed before it could be reserved: plan again."""
 
 
+class Overtaken(Exception):
+    """A command taken up again after a crash finds what it would change changed since it
+    was asked: doing it now could undo a later change (someone's kill switch)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Change:
     """Base of plans that change something once the policies allow it."""
 

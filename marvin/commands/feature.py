@@ -25,6 +25,7 @@ from marvin.commands.base import (
     Moved,
     Observation,
     Outcome,
+    Overtaken,
     Plan,
 )
 from marvin.commands.plans import FlagPlan
@@ -237,6 +238,14 @@ class _FlagChange(Handler[Any]):
         assert isinstance(plan, FlagPlan)
         rows = await lock_flag(session, plan.flag)
         mine, theirs = rows[plan.env], rows[plan.env.other]
+        inv = ctx.invocation
+        if inv.redelivered and mine.updated_at and as_utc(mine.updated_at) > inv.received_at:
+            changed = as_utc(mine.updated_at).strftime("%H:%M UTC")
+            raise Overtaken(
+                f"I was restarted while working on this, and `{plan.flag}` in {plan.env.value} "
+                f"was changed since you asked (at {changed}), so I didn't do it: that could "
+                "undo the later change. Look at its state and ask again if it's still needed."
+            )
         # The other environment counts too: consistency was judged on its state.
         if mine.version != plan.version or theirs.version != plan.other_version:
             raise Moved

@@ -342,7 +342,11 @@ class SlackTransport:
         )
         for item in redo:
             if item.id not in self._working:
-                self._spawn(self._work(item.id, item.kind, item.payload, redelivered=True))
+                self._spawn(
+                    self._work(
+                        item.id, item.kind, item.payload, redelivered=True, asked=item.received_at
+                    )
+                )
         for item in expired:
             channel, user = item.payload.get("channel_id"), item.payload.get("user_id")
             if channel and user:
@@ -360,7 +364,13 @@ class SlackTransport:
     # --- the work, from the stored payload (live, or taken up again after a crash) ------
 
     async def _work(
-        self, item: int, kind: str, payload: dict[str, Any], *, redelivered: bool = False
+        self,
+        item: int,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        redelivered: bool = False,
+        asked: datetime | None = None,
     ) -> None:
         if item in self._working:
             return
@@ -371,18 +381,23 @@ class SlackTransport:
         turn = self._turns.setdefault(person, asyncio.Lock())
         try:
             async with turn:
-                await self._work_on(item, kind, payload, redelivered)
+                await self._work_on(item, kind, payload, redelivered, asked)
         finally:
             self._working.discard(item)
             if not turn.locked() and self._turns.get(person) is turn:
                 del self._turns[person]
 
     async def _work_on(
-        self, item: int, kind: str, payload: dict[str, Any], redelivered: bool
+        self,
+        item: int,
+        kind: str,
+        payload: dict[str, Any],
+        redelivered: bool,
+        asked: datetime | None,
     ) -> None:
         try:
             request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
-            inv = await self._invocation(request_id, payload, redelivered)
+            inv = await self._invocation(request_id, payload, redelivered, asked)
             reply = await self._handle(inv)
             if kind == "event":
                 await self._in_thread(payload, reply)
@@ -396,7 +411,11 @@ class SlackTransport:
         self.finisher.finish(item)
 
     async def _invocation(
-        self, request_id: str, payload: dict[str, Any], redelivered: bool = False
+        self,
+        request_id: str,
+        payload: dict[str, Any],
+        redelivered: bool = False,
+        asked: datetime | None = None,
     ) -> Invocation:
         user_id = str(payload.get("user_id") or "")
         identity_error: str | None = None
@@ -420,7 +439,8 @@ class SlackTransport:
                 is_dm=bool(payload.get("is_dm")),
             ),
             text=text,
-            received_at=self._now(),
+            # When it was asked: for work taken up again, when it was first acknowledged.
+            received_at=asked or self._now(),
             unresolved=unresolved,
             identity_error=identity_error,
             redelivered=redelivered,
