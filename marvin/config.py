@@ -211,7 +211,64 @@ class UnleashConfig(Section):
 
 
 class IssuesConfig(Section):
+    # Where issues live: local (the embedded tracker) or gitlab (gitlab.url, GITLAB_TOKEN).
     backend: str = "local"
+    # The infrastructure tracker (incidents, change requests): a path ("group/project") or
+    # a numeric id. Needed when backend is gitlab.
+    project: str | None = None
+    # Where every flag change is also logged as an issue (issue 10, item 6); off when unset.
+    flag_log_project: str | None = None
+
+
+class IncidentLabels(Section):
+    """The label names an incident issue carries (GitLab's production tracker's by default)."""
+
+    outage: str = "outage"
+    active: str = "Incident::Active"
+    mitigated: str = "Incident::Mitigated"
+    resolved: str = "Incident::Resolved"
+    # `{n}` is the severity (1-4), `{service}` the --service.
+    severity: str = "Severity::{n}"
+    service: str = "Service::{service}"
+    # While an incident of a severity that locks changes (change_lock.incident_severities)
+    # is active (not yet mitigated).
+    blocking: list[str] = Field(
+        default_factory=lambda: ["blocks deployments", "blocks feature-flags"]
+    )
+
+    @field_validator("severity")
+    @classmethod
+    def _has_n(cls, value: str) -> str:
+        if "{n}" not in value:
+            raise ValueError("must contain {n}, the severity")
+        return value
+
+    @field_validator("service")
+    @classmethod
+    def _has_service(cls, value: str) -> str:
+        if "{service}" not in value:
+            raise ValueError("must contain {service}")
+        return value
+
+
+class IncidentsConfig(Section):
+    # "What changed?": the flag changes, deploys and overrides recorded this long before a
+    # declaration start its timeline.
+    lookback_hours: float = Field(6.0, gt=0, le=7 * 24)
+    # The chat id of the status channel, where declarations and transitions are announced
+    # too (besides the production channel); none when unset.
+    status_channel: str | None = None
+    # Incidents are public: `--confidential "<reason>"` is accepted only with one of these
+    # reasons (compared case-insensitively), and the reason is audited.
+    confidential_reasons: list[str] = Field(
+        default_factory=lambda: ["security", "customer data", "legal"]
+    )
+    # The description template: `.gitlab/issue_templates/<template>.md` in issues.project
+    # when present, else Marvin's bundled blameless post-mortem.
+    template: str = Field("incident", pattern=r"^[A-Za-z0-9_. -]{1,100}$")
+    labels: IncidentLabels = IncidentLabels()
+    # At most this many "what changed" entries go on a new incident's timeline (the newest).
+    max_timeline_entries: int = Field(50, ge=1, le=500)
 
 
 class Freeze(Section):
@@ -312,6 +369,7 @@ class Settings(BaseSettings):
     oncall: OncallConfig = OncallConfig()
     directory: DirectoryConfig = DirectoryConfig()
     issues: IssuesConfig = IssuesConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     change_lock: ChangeLockConfig = ChangeLockConfig()
     shell: ShellConfig = ShellConfig()
     logging: LoggingConfig = LoggingConfig()
