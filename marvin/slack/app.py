@@ -117,6 +117,7 @@ class SlackTransport:
         self.people = people
         self.metrics = metrics
         self.outbox = outbox
+        self.signing_secret = signing_secret
         # This replica's name: what it accepts is its own until its lease runs out.
         self.owner = owner
         self.lease = timedelta(seconds=settings.inbox.lease_seconds)
