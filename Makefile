@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.example.yaml
 USER_HANDLE ?= alice
+IMAGE ?= marvin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit install clean bench unleash
+.PHONY: run test lint typecheck unit install clean bench unleash image image-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
@@ -22,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/marvin --config $(CONFIG) shell --user $(USER_HANDLE)
 
 lint: $(STAMP)
-	$(BIN)/ruff check marvin migrations tests benchmarks
+	$(BIN)/ruff check marvin migrations tests benchmarks scripts/image-test
 	$(BIN)/ruff format --check marvin migrations
 
 typecheck: $(STAMP)
@@ -38,6 +39,16 @@ unit: $(STAMP) unleash
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test: lint typecheck unit
+
+# The container image, IMAGE:<version>, with docker or podman, whichever works here (where no
+# registry is reachable, ../shared/tools/container-base-image makes its base first).
+image:
+	scripts/build-image $(IMAGE)
+
+# The image run as a container runtime runs it, on a fresh /data, against the loopback Slack
+# (docker or podman run where they work; else chroot into its root filesystem, as root).
+image-test: $(STAMP) image
+	$(BIN)/python scripts/image-test $(IMAGE)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -10,9 +10,23 @@ from collections.abc import Sequence
 from marvin.config import ConfigError, Settings, load_settings
 from marvin.logs import configure_logging
 
+DISTRIBUTION = "marvin-chatops"
+
+
+def version() -> str:
+    """The installed package's version (the image's labels carry the same)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="marvin", description="Marvin guards production.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--config", help="YAML config file (default: $MARVIN_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -71,13 +85,9 @@ def _load(path: str | None) -> Settings:
 
 async def _shell(settings: Settings, args: argparse.Namespace) -> int:
     from marvin.shell import Shell
-    from marvin.store.migrate import is_current
     from marvin.wiring import build_services, close
 
-    if not await is_current(settings.database.url):
-        print(
-            "The database schema is not up to date: run `marvin db upgrade` first.", file=sys.stderr
-        )
+    if not await _schema_ready(settings, migrate=False):
         return 2
     services = build_services(settings)
     shell = Shell(
@@ -101,10 +111,21 @@ def _serve_problems(settings: Settings) -> list[str]:
     return missing_for_serve(settings, SlackSecrets.from_env())
 
 
+async def _schema_ready(settings: Settings, *, migrate: bool) -> bool:
+    """The schema is at head (migrated first when `migrate`), or one sentence says why not."""
+    from marvin.store.migrate import SchemaError, prepare
+
+    try:
+        await prepare(settings.database.url, migrate=migrate)
+    except SchemaError as exc:
+        print(str(exc), file=sys.stderr)
+        return False
+    return True
+
+
 async def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from marvin.slack.secrets import SlackSecrets
     from marvin.slack.server import serve
-    from marvin.store.migrate import is_current
 
     problems = _serve_problems(settings)
     if problems:
@@ -112,10 +133,9 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    if not await is_current(settings.database.url):
-        print(
-            "The database schema is not up to date: run `marvin db upgrade` first.", file=sys.stderr
-        )
+    # With database.migrate_on_start (the image sets it), the schema is brought to head
+    # first, under a lock: replicas starting together migrate once, the others wait.
+    if not await _schema_ready(settings, migrate=settings.database.migrate_on_start):
         return 2
     return await serve(settings, SlackSecrets.from_env(), port=args.port)
 
@@ -139,12 +159,16 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
             await store.dispose()
         print("Pruned " + ", ".join(f"{n} {name}" for name, n in counts.items()) + ".")
         return 0
-    if args.db_command == "upgrade":
-        await migrate.upgrade(settings.database.url, args.revision)
-        print(f"Database upgraded to {args.revision}.")
-    else:
-        await migrate.downgrade(settings.database.url, args.revision)
-        print(f"Database downgraded to {args.revision}.")
+    try:
+        if args.db_command == "upgrade":
+            await migrate.upgrade(settings.database.url, args.revision)
+            print(f"Database upgraded to {args.revision}.")
+        else:
+            await migrate.downgrade(settings.database.url, args.revision)
+            print(f"Database downgraded to {args.revision}.")
+    except migrate.SchemaError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     return 0
 
 
@@ -153,12 +177,8 @@ async def _issue(settings: Settings, args: argparse.Namespace) -> int:
     from marvin.adapters.issues import Issue, LocalIssueTracker
     from marvin.clock import SystemClock
     from marvin.store.db import Store
-    from marvin.store.migrate import is_current
 
-    if not await is_current(settings.database.url):
-        print(
-            "The database schema is not up to date: run `marvin db upgrade` first.", file=sys.stderr
-        )
+    if not await _schema_ready(settings, migrate=False):
         return 2
     store = Store(settings.database.url)
     tracker = LocalIssueTracker(store, SystemClock())

@@ -60,6 +60,10 @@ class DatabaseConfig(Section):
     # their own two).
     pool_size: int = Field(10, ge=1, le=100)
     retention_days: float = Field(30, gt=0)
+    # `marvin serve` brings the schema to head before serving, under a lock (replicas that
+    # start together migrate once). Off by default outside the image, where `marvin db
+    # upgrade` is its own step; the image turns it on (MARVIN_DATABASE__MIGRATE_ON_START).
+    migrate_on_start: bool = False
 
     @field_validator("url")
     @classmethod
