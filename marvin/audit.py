@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin.logs import redact_text
 from marvin.models import Invocation
 from marvin.store.db import Store
 from marvin.store.tables import Account, AuditRecord
@@ -42,7 +43,7 @@ def _row(
         "account_id": account_id,
         "place_id": inv.place.id,
         "place_name": inv.place.name,
-        "text": inv.text,
+        "text": redact_text(inv.text),
         "command": command,
         "outcome": outcome,
         "policy": policy,

@@ -94,6 +94,15 @@ class FlagsConfig(Section):
     # After the soak, one change may raise exposure by at most this much (percentage
     # points) without a deviation issue: 1% -> 100% in one go is a deviation too.
     max_step_percent: float = Field(50.0, gt=0, le=100)
+    # Targeted gates that reach many people at once (a whole group or namespace) need a
+    # deviation issue where the ceiling applies, unless the group is one of these (the
+    # people who dogfood new features).
+    broad_gates: list[Literal["group", "namespace", "project"]] = Field(
+        default_factory=lambda: list[Literal["group", "namespace", "project"]](
+            ["group", "namespace"]
+        )
+    )
+    dogfood_groups: list[str] = Field(default_factory=lambda: ["gitlab-org", "gitlab-com"])
     # Where a deviation (over the ceiling, an over-large step, an overridden production
     # check) also needs a second production engineer's approval in chat.
     four_eyes: list[EnvName] = Field(default_factory=list)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from marvin.logs import redact_text
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import ANNOUNCE, OutboxWorker
 from marvin.services import Services
@@ -67,7 +68,7 @@ class Shell:
             user_name=self.user,
             user_email=f"{self.user}@{domain}",
             place=self.place,
-            text=text,
+            text=redact_text(text),
             received_at=self.services.clock.now(),
         )
 

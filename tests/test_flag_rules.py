@@ -175,3 +175,31 @@ async def test_without_four_eyes_the_author_confirms_as_before(bot: Bot) -> None
     ref = await bot.add_issue("Roll new_nav out fast", ["deviation::approved"])
     reply = await bot.say("bob", f"feature set new_nav 50 --actors --issue {ref}")
     assert reply.confirm is not None and await bot.rows(Approval) == []
+
+
+# --- broad gates ----------------------------------------------------------------------------
+
+
+async def test_a_whole_group_as_a_gate_needs_a_deviation_in_production(bot: Bot) -> None:
+    await staged(bot)
+    reply = await bot.say("bob", "feature set new_nav true --group acme-corp")
+    assert reply.denied_by == "ceiling" and "`group:acme-corp` reaches a whole group" in reply.text
+    # The dogfooders, and a named person, are fine; so is staging.
+    assert (await bot.say("bob", "feature set new_nav true --group gitlab-org")).ok
+    assert (await bot.say("bob", "feature set new_nav true --user carol")).ok
+    assert (await bot.say("bob", "feature set new_nav true --group acme-corp --staging")).ok
+    ref = await bot.add_issue("Let acme try it", ["deviation::approved"])
+    asked = await bot.say("bob", f"feature set new_nav true --group acme-corp --issue {ref}")
+    assert asked.confirm is not None
+    assert (await bot.say("bob", f"confirm {asked.confirm.token}")).ok
+
+
+# --- secrets typed into a command -----------------------------------------------------------
+
+
+async def test_a_token_typed_into_a_command_is_never_stored(bot: Bot) -> None:
+    await bot.say("bob", "feature get xoxb-123456-abcdef")
+    await bot.say("bob", "whoami glpat-AbCdEf1234567890")
+    texts = [a.text for a in await bot.rows(AuditRecord)]
+    assert texts and not any("123456-abcdef" in t or "AbCdEf1234567890" in t for t in texts)
+    assert any("xoxb-[redacted]" in t for t in texts)

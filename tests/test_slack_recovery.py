@@ -6,6 +6,7 @@ A crash is simulated where it hurts most: right after the ack, before any of the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Coroutine
 from datetime import timedelta
 from typing import Any
@@ -152,3 +153,40 @@ async def test_work_taken_up_again_does_not_undo_a_later_change(
     assert "was changed since you asked" in reply["text"] and "didn't do it" in reply["text"]
     [flag] = await rig.rows(LocalFlag, LocalFlag.environment == "production")
     assert (flag.enabled, flag.percentage_of_actors, flag.actors) == (False, None, [])
+
+
+class BlackHole:
+    """A TCP server that accepts connections and never says a word: a database whose
+    packets vanish."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.AbstractServer | None = None
+        self.held: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> int:
+        async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.held.append(writer)
+
+        self.server = await asyncio.start_server(hold, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self.held:
+            writer.close()
+        assert self.server is not None
+        self.server.close()
+
+
+async def test_a_black_holed_database_still_gets_an_ack_and_an_unhealthy_healthz(
+    rig_factory: Any,
+) -> None:
+    async with BlackHole() as port:
+        rig = await rig_factory(db=f"postgresql+asyncpg://marvin@127.0.0.1:{port}/marvin")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ack = await rig.command("bob", SET_STAGING)
+        assert ack.status == 200 and ack.json()["text"] == slack_app.UNAVAILABLE
+        health = await rig.client.get("/healthz")
+        assert health.status == 503
+        # Well inside Slack's 3 s for the ack (a generous bound: this is not a benchmark).
+        assert loop.time() - started < 6

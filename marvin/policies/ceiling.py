@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from decimal import Decimal
 
@@ -36,6 +37,17 @@ class CeilingPolicy:
             )
         if plan.env.value not in settings.ceiling_environments:
             return Decision.allow()
+        broad = self._broad_gates(plan, settings.broad_gates, settings.dogfood_groups)
+        if broad:
+            if plan.issue_ref:
+                return self._deviation(plan, settings.approval_labels)
+            return Decision.deny(
+                f"{', '.join(f'`{g}`' for g in broad)} reaches a whole group at once, which "
+                f"counts as more than the ceiling in {plan.env.value}; groups that dogfood "
+                f"new features ({', '.join(settings.dogfood_groups) or 'none configured'}) "
+                f"are the exception. Link an approved deviation issue with `--issue <ref>` "
+                f"(label `{settings.approval_labels[0]}`)."
+            )
         ceiling = Decimal(str(settings.ceiling_percent))
         after = plan.exposure_after
         if after <= plan.exposure_before or after <= ceiling:
@@ -67,6 +79,17 @@ class CeilingPolicy:
             f"in {plan.env.value}: {soaked}. Go to {fmt_percent(ceiling)} first, or link an "
             f"approved deviation issue with `--issue <ref>` (label "
             f"`{settings.approval_labels[0]}`)."
+        )
+
+    @staticmethod
+    def _broad_gates(plan: FlagPlan, kinds: Sequence[str], dogfood: Sequence[str]) -> list[str]:
+        """The gates this change adds that reach a whole group, outside the dogfooders."""
+        before = set(plan.before.actors) if plan.before else set()
+        added = set(plan.after.actors) - before if plan.after else set()
+        return sorted(
+            gate
+            for gate in added
+            if gate.split(":", 1)[0] in kinds and gate.split(":", 1)[1] not in dogfood
         )
 
     def _deviation(self, plan: FlagPlan, labels: list[str]) -> Decision:

@@ -29,6 +29,7 @@ from marvin import inbox
 from marvin.accounts import account_for_chat_user
 from marvin.adapters.errors import Unavailable
 from marvin.config import Settings
+from marvin.logs import redact_text
 from marvin.metrics import Metrics
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import OutboxWorker
@@ -66,7 +67,7 @@ def _command_payload(body: dict[str, Any]) -> dict[str, Any]:
         "channel_id": channel_id,
         "channel_name": body.get("channel_name"),
         "is_dm": channel_id.startswith("D") or body.get("channel_name") == "directmessage",
-        "text": str(body.get("text") or "").strip() or "help",
+        "text": redact_text(str(body.get("text") or "").strip()) or "help",
         "response_url": body.get("response_url"),
     }
 
@@ -93,7 +94,8 @@ def _event_payload(event: dict[str, Any]) -> dict[str, Any]:
         "user_id": event.get("user"),
         "channel_id": event.get("channel"),
         "is_dm": event.get("channel_type") == "im",
-        "text": _LEADING_MENTION.sub("", str(event.get("text") or "")).strip() or "help",
+        "text": redact_text(_LEADING_MENTION.sub("", str(event.get("text") or "")).strip())
+        or "help",
         "thread_ts": event.get("thread_ts") or event.get("ts"),
     }
 
@@ -203,7 +205,6 @@ class SlackTransport:
     # --- listeners: write the delivery down, ack, then work in the background -----------
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
-        text = str(body.get("text") or "").strip()
         payload = _command_payload(body)
         if self._refuse("command"):
             await ack(response_type="ephemeral", text=OVERLOADED)
@@ -216,6 +217,7 @@ class SlackTransport:
             log.exception("slack.accept_failed", kind="command")
             await ack(response_type="ephemeral", text=UNAVAILABLE)
             return
+        text = str(payload["text"])
         shown = escape(text if len(text) <= 60 else text[:60] + "…")
         await ack(response_type="ephemeral", text=f"Working on `{shown or 'help'}`…")
         if item is not None:

@@ -40,7 +40,11 @@ def write_open() -> bool:
     return _WRITES_OPEN.get() > 0
 
 
-def _sqlite_hooks(engine: AsyncEngine) -> None:
+# How long an ack may wait for the database before it says it can't take the command.
+ACK_SECONDS = 1.5
+
+
+def _sqlite_hooks(engine: AsyncEngine, busy_ms: int = 15000) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -49,7 +53,7 @@ def _sqlite_hooks(engine: AsyncEngine) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -129,13 +133,20 @@ class Store:
         # Every transaction ends in a commit or a rollback of its own, so a connection goes
         # back to the pool clean: no second rollback on the way (a round trip saved).
         options: dict[str, Any] = {"echo": echo, "pool_reset_on_return": None}
-        self.engine = create_async_engine(url, pool_size=pool_size, **options)
+        work: dict[str, Any] = {}
+        ack: dict[str, Any] = {"pool_timeout": ACK_SECONDS}
+        if not self.is_sqlite:
+            # A database that doesn't answer (down, or its packets dropped) must not hold an
+            # ack past Slack's 3 s: connecting and each statement have deadlines.
+            work["connect_args"] = {"timeout": 5}
+            ack["connect_args"] = {"timeout": ACK_SECONDS, "command_timeout": ACK_SECONDS}
+        self.engine = create_async_engine(url, pool_size=pool_size, **options, **work)
         # The acks' own connections: an ack never waits for the pool the work uses.
-        self.ack_engine = create_async_engine(url, pool_size=2, max_overflow=2, **options)
+        self.ack_engine = create_async_engine(url, pool_size=2, max_overflow=2, **options, **ack)
         self.writer = WriterLock() if self.is_sqlite else None
         if self.is_sqlite:
             _sqlite_hooks(self.engine)
-            _sqlite_hooks(self.ack_engine)
+            _sqlite_hooks(self.ack_engine, busy_ms=int(ACK_SECONDS * 1000))
 
     @asynccontextmanager
     async def transaction(
@@ -180,9 +191,11 @@ class Store:
                 _WRITES_OPEN.reset(token)
 
     async def ping(self) -> bool:
+        """Whether the database answers, within the acks' deadline."""
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(ACK_SECONDS):
+                async with self.ack_engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
         except Exception:
             return False
         return True
