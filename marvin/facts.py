@@ -97,8 +97,7 @@ async def _local(
             .order_by(Incident.severity, Incident.id)
         )
         incidents = tuple(
-            OpenIncident(ref=r.issue_ref or str(r.id), severity=r.severity, title=r.title)
-            for r in rows
+            OpenIncident(ref=str(r.id), severity=r.severity, title=r.title) for r in rows
         )
     if not isinstance(handle, Known):
         return handle, incidents

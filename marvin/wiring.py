@@ -14,8 +14,9 @@ from marvin.adapters.directory import FileDirectory
 from marvin.adapters.flags import Closable, FlagBackend, LocalFlagBackend
 from marvin.adapters.gitlab import GitLabClient
 from marvin.adapters.gitlab_flags import GitLabInstanceFlags
+from marvin.adapters.gitlab_issues import GitLabIssueTracker
 from marvin.adapters.gitlab_project_flags import GitLabProjectFlags
-from marvin.adapters.issues import LocalIssueTracker
+from marvin.adapters.issues import IssueTracker, LocalIssueTracker
 from marvin.adapters.oncall import FileRotation
 from marvin.adapters.presence import Presence
 from marvin.adapters.unleash_flags import UnleashFlags, admin_token_from_env
@@ -73,6 +74,14 @@ def _unleash(settings: Settings, store: Store, clock: Clock, env: Environment) -
     )
 
 
+def _gitlab_issues(settings: Settings, store: Store, clock: Clock) -> IssueTracker:
+    gitlab = settings.gitlab
+    project = settings.issues.project
+    assert gitlab.url and project  # backend_problems refuses the config otherwise
+    client = GitLabClient(gitlab.url, gitlab_token(), gitlab.timeout_seconds)
+    return GitLabIssueTracker(client, project)
+
+
 BACKENDS: Mapping[str, Mapping[str, Builder]] = {
     "flags": {
         "local": lambda settings, store, clock, env: LocalFlagBackend(store, clock),
@@ -82,6 +91,7 @@ BACKENDS: Mapping[str, Mapping[str, Builder]] = {
     },
     "issues": {
         "local": lambda settings, store, clock: LocalIssueTracker(store, clock),
+        "gitlab": _gitlab_issues,
     },
     "directory": {
         "file": lambda settings, store, clock: FileDirectory(settings.directory),
@@ -134,6 +144,13 @@ def backend_problems(settings: Settings) -> list[str]:
             )
         if backend == "unleash" and not settings.unleash.url:
             problems.append(f"unleash.url: {env.value} flags are in Unleash, so say where")
+    if settings.issues.backend == "gitlab" and not (
+        settings.gitlab.url and settings.issues.project
+    ):
+        problems.append(
+            "issues.project: issues live in GitLab, so set gitlab.url and issues.project "
+            "(the infrastructure tracker, by path or id)"
+        )
     return sorted(set(problems))
 
 

@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
 from marvin.config import Settings
+from marvin.issue_delivery import issue_worker
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.ofrep import add_ofrep_routes, tokens_from_env
 from marvin.outbox import ANNOUNCE, OutboxWorker
@@ -108,6 +109,7 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         },
         services.clock,
     )
+    issues = issue_worker(services)
     signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
     pipeline = build_pipeline(services)
     transport = SlackTransport(
@@ -130,6 +132,9 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
     lease = timedelta(seconds=settings.inbox.lease_seconds)
     jobs = [
         Job("outbox:announce", 1.0, outbox.deliver_due, outbox.wakeup),
+        # Incidents' issues in a loop of their own: a GitLab outage delays them and never the
+        # announcements, and a Slack outage never stops an issue from being opened.
+        Job("outbox:issues", 2.0, issues.deliver_due, issues.wakeup),
         # Work a dead replica acknowledged is taken over once its lease has run out.
         Job("inbox:recovery", max(1.0, lease.total_seconds() / 4), transport.recover),
         Job("intents:settle", 10.0, lambda: intents.settle_due(services, pipeline.registry, lease)),

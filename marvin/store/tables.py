@@ -159,6 +159,12 @@ class Watch(Base):
 
 
 class Incident(Base):
+    """An outage, as Marvin records it: its own record first (the change lock reads it at
+    once), the tracker's issue its projection (`issue_ref`, `issue_url` once it answered).
+
+    `state`: open (the issue's Incident::Active), mitigated, resolved.
+    """
+
     __tablename__ = "incidents"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -169,6 +175,52 @@ class Incident(Base):
     issue_ref: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    service: Mapped[str | None] = mapped_column(String(100))
+    # The labels asked for beyond those Marvin derives (outage, state, severity, service).
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # Who owns it: the declarer or `--assign`; a directory handle and the GitLab username.
+    handler: Mapped[str | None] = mapped_column(String(255))
+    handler_gitlab: Mapped[str | None] = mapped_column(String(255))
+    # Public unless this is set: one of `incidents.confidential_reasons`.
+    confidential_reason: Mapped[str | None] = mapped_column(String(500))
+    mitigated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    issue_url: Mapped[str | None] = mapped_column(String(1000))
+    # The hidden marker in the issue's description: how a retried creation finds the issue
+    # an unanswered one may have opened, instead of opening a second.
+    marker: Mapped[str | None] = mapped_column(String(64), unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class IncidentEvent(Base):
+    """The incident's timeline as Marvin recorded it (each also a note on the issue)."""
+
+    __tablename__ = "incident_events"
+    __table_args__ = (Index("ix_incident_events_incident_id", "incident_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    # declared, flag_change, deploy, watch, update, severity, mitigated, resolved
+    kind: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    author: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class LocalIssueNote(Base):
+    """A note on an issue of the embedded tracker (an incident's timeline, its updates)."""
+
+    __tablename__ = "local_issue_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("local_issues.id", ondelete="CASCADE"), index=True
+    )
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class LocalIssue(Base):
