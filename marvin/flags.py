@@ -26,7 +26,9 @@ _USERNAME = re.compile(r"^@?[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}\Z")
 _PATH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\Z")
 _FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]*\Z")
 
-GateKind = Literal["user", "project", "group"]
+GateKind = Literal["user", "project", "group", "namespace", "feature_group"]
+# A feature group is a name GitLab defines (gitlab_team_members): a word, not a path.
+_FEATURE_GROUP = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 
 class Environment(StrEnum):
@@ -84,14 +86,17 @@ def parse_value(raw: str) -> bool | Decimal:
 
 
 def parse_gate_list(raw: str, kind: GateKind) -> tuple[str, ...]:
+    option = kind.replace("_", "-")
     items = [item.strip() for item in raw.split(",")]
     if not items or any(not item for item in items):
-        raise ValueError(f"--{kind} takes a comma-separated list with no empty entries")
-    pattern = _USERNAME if kind == "user" else _PATH
+        raise ValueError(f"--{option} takes a comma-separated list with no empty entries")
+    patterns = {"user": _USERNAME, "feature_group": _FEATURE_GROUP}
+    pattern = patterns.get(kind, _PATH)
     for item in items:
         if len(item) > 255 or not pattern.match(item):
-            raise ValueError(f"{item!r} is not a valid {kind} name")
-    return tuple(dict.fromkeys(item.lstrip("@") for item in items))
+            raise ValueError(f"{item!r} is not a valid {option.replace('-', ' ')} name")
+    # GitLab's usernames and paths are case-insensitive: `Bob` is `bob`, once.
+    return tuple(dict.fromkeys(item.lstrip("@").lower() for item in items))
 
 
 def fmt_percent(value: Decimal) -> str:

@@ -94,9 +94,11 @@ class Reply(BaseModel):
     denied_by: str | None = None
     announcement: Announcement | None = None
     confirm: ConfirmRequest | None = None
+    data: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
+            "data": self.data,
             "ok": self.ok,
             "kind": self.kind,
             "text": self.text,

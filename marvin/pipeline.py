@@ -259,7 +259,12 @@ class Pipeline:
             if isinstance(plan, Done):
                 outcome = "ok" if plan.ok else plan.kind
                 return await answer.final(
-                    outcome, ok=plan.ok, kind=plan.kind, text=plan.text, command=spec.name
+                    outcome,
+                    ok=plan.ok,
+                    kind=plan.kind,
+                    text=plan.text,
+                    command=spec.name,
+                    data=plan.data,
                 )
             if isinstance(plan, Rerun):
                 return await self._rerun(answer, spec, plan)

@@ -111,7 +111,7 @@ async def test_every_backend_gives_the_same_decisions_and_states(table_bot: Bot)
         outcome = "ok" if reply.ok else (reply.denied_by or f"error: {reply.text}")
         shown = None
         if state is not None:
-            got = await bot.say("carol", "feature get table_flag")
+            got = await bot.say("carol", "feature get table_flag --production")
             shown = got.text.split(": ", 1)[1]
         seen.append((text, outcome, shown))
     assert seen == [(text, expected, state) for _, text, _, expected, state in TABLE]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import fnmatch
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.clock import Clock
-from marvin.flags import Environment, FlagState
+from marvin.flags import Environment, FlagState, percent
 from marvin.store.db import Store, database_answers, insert_ignoring_conflicts
 from marvin.store.tables import LocalFlag
 
@@ -62,10 +63,14 @@ class Embedded(Protocol):
 
 
 def _state(row: LocalFlag) -> FlagState:
+    def share(value: Decimal | None) -> Decimal | None:
+        # The column keeps four decimals (1.0000): one spelling for one percentage.
+        return percent(value) if value is not None else None
+
     return FlagState(
         enabled=row.enabled,
-        percentage_of_actors=row.percentage_of_actors,
-        percentage_of_time=row.percentage_of_time,
+        percentage_of_actors=share(row.percentage_of_actors),
+        percentage_of_time=share(row.percentage_of_time),
         actors=tuple(row.actors),
     )
 

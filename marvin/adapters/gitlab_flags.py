@@ -16,7 +16,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from marvin.adapters.errors import Conflict
+from marvin.adapters.errors import Conflict, Refused
 from marvin.adapters.gitlab import SERVICE, GitLabClient
 from marvin.flags import OFF, Environment, FlagState, percent
 
@@ -148,5 +148,9 @@ def _actor_step(actor: str, value: str) -> dict[str, Any]:
         return {"value": value, "feature_group": name}
     param = _PARAMS.get(kind)
     if param is None:
-        raise Conflict(SERVICE, f"can't be given the actor {actor!r} by Marvin")
+        raise Refused(
+            SERVICE,
+            f"reads a namespace gate back as its group or user, so Marvin sets {actor!r} "
+            "only as --group or --user",
+        )
     return {"value": value, param: name}

@@ -54,6 +54,8 @@ class Done:
     text: str
     ok: bool = True
     kind: ReplyKind = "result"
+    # The answer as data, for whoever reads replies as JSON (`marvin shell --json`).
+    data: dict[str, Any] | None = None
 
 
 class Moved(Exception):

@@ -46,6 +46,8 @@ from marvin.store.db import lock_flag, read_ledger
 from marvin.store.tables import Account, FlagChange, FlagLedger, Watch
 
 T = TypeVar("T")
+# The targeted gates of `feature set`, each an option: --user, --project, ...
+GATE_KINDS = ("user", "project", "group", "namespace", "feature_group")
 _PATTERN = re.compile(r"^[a-z0-9_*?]{1,64}$")
 
 ENV_OPTS = (
@@ -79,11 +81,18 @@ class _Named(_OnEnvironment):
 
 
 class FeatureGet(_Named):
-    pass
+    @property
+    def environments(self) -> list[Environment]:
+        """The environment named, or all of them: GitLab's ChatOps shows every one."""
+        if self.staging or self.production:
+            return [self.environment]
+        return list(Environment)
 
 
 class FeatureList(_OnEnvironment):
     pattern: str | None = None
+    match: str | None = Field(None, min_length=1, max_length=64)
+    enabled: bool = False
 
     @field_validator("pattern")
     @classmethod
@@ -121,8 +130,11 @@ class FeatureSet(_Named):
     user: str | None = None
     project: str | None = None
     group: str | None = None
+    namespace: str | None = None
+    feature_group: str | None = None
     issue: str | None = Field(None, min_length=1, max_length=255)
     ignore_production_check: str | None = Field(None, min_length=3, max_length=500)
+    ignore_feature_flag_consistency_check: bool = False
 
     @model_validator(mode="after")
     def _coherent(self) -> FeatureSet:
@@ -136,7 +148,7 @@ class FeatureSet(_Named):
                 "say what the percentage is of: --actors (the same actors keep it; the normal "
                 "way) or --random (a percentage of time)"
             )
-        for kind in ("user", "project", "group"):
+        for kind in GATE_KINDS:
             raw = getattr(self, kind)
             if raw is not None:
                 _gates(kind, raw)
@@ -144,7 +156,7 @@ class FeatureSet(_Named):
 
     def request(self, users: tuple[str, ...]) -> SetRequest:
         gates = [f"user:{u}" for u in users]
-        for kind in ("project", "group"):
+        for kind in GATE_KINDS[1:]:
             raw = getattr(self, kind)
             if raw is not None:
                 gates += [f"{kind}:{g}" for g in _gates(kind, raw)]
@@ -371,6 +383,8 @@ class SetHandler(_FlagChange):
         )
         if isinstance(plan, Done):
             return plan
+        if cmd.ignore_feature_flag_consistency_check:
+            plan = replace(plan, skip_consistency=True)
         if plan.after == (plan.before or OFF):
             state = plan.after.describe() if plan.after else "off"
             return Done(f"`{cmd.name}` is already {state} in {env.value}; nothing changed.")
@@ -423,14 +437,34 @@ def _unreadable(error: AdapterError) -> Done:
 
 class GetHandler(Handler[FeatureGet]):
     async def plan(self, cmd: FeatureGet, ctx: Context) -> Plan:
-        env = cmd.environment
-        try:
-            state = await ctx.services.flags(env).get(cmd.name, env)
-        except AdapterError as exc:
-            return _unreadable(exc)
-        if state is None:
-            return _no_such_flag(cmd.name, env)
-        return Done(f"`{cmd.name}` in {env.value}: {state.describe()}")
+        envs = cmd.environments
+        states = await asyncio.gather(
+            *(fetch(ctx.services.flags(env).get(cmd.name, env)) for env in envs)
+        )
+        for answer in states:
+            if isinstance(answer, Unknown):
+                return _unreadable(answer.error)
+        held = {env: a.value for env, a in zip(envs, states, strict=True) if isinstance(a, Known)}
+        data = {
+            "flag": cmd.name,
+            "environments": {
+                env.value: state.model_dump(mode="json") if state else None
+                for env, state in held.items()
+            },
+        }
+        if len(envs) == 1:
+            [(env, state)] = held.items()
+            if state is None:
+                return _no_such_flag(cmd.name, env)
+            return Done(f"`{cmd.name}` in {env.value}: {state.describe()}", data=data)
+        if all(state is None for state in held.values()):
+            return Done(f"There is no flag `{cmd.name}`.", False, "not_found", data=data)
+        lines = [f"`{cmd.name}`:"]
+        lines += [
+            f"• {env.value}: {state.describe() if state else 'no such flag'}"
+            for env, state in held.items()
+        ]
+        return Done("\n".join(lines), data=data)
 
 
 class ListHandler(Handler[FeatureList]):
@@ -440,12 +474,25 @@ class ListHandler(Handler[FeatureList]):
             flags = await ctx.services.flags(env).list(env, cmd.pattern)
         except AdapterError as exc:
             return _unreadable(exc)
-        matching = f" matching `{cmd.pattern}`" if cmd.pattern else ""
+        if cmd.match:
+            flags = [(name, state) for name, state in flags if cmd.match in name]
+        if cmd.enabled:
+            flags = [(name, state) for name, state in flags if state.is_on()]
+        which = [
+            f"matching `{cmd.pattern}`" if cmd.pattern else "",
+            f"containing `{cmd.match}`" if cmd.match else "",
+            "that are on" if cmd.enabled else "",
+        ]
+        matching = "".join(f" {w}" for w in which if w)
+        data = {
+            "environment": env.value,
+            "flags": {name: state.model_dump(mode="json") for name, state in flags},
+        }
         if not flags:
-            return Done(f"No flags{matching} in {env.value}.")
+            return Done(f"No flags{matching} in {env.value}.", data=data)
         lines = [f"{len(flags)} flag(s){matching} in {env.value}:"]
         lines += [f"• `{name}`: {state.describe()}" for name, state in flags]
-        return Done("\n".join(lines))
+        return Done("\n".join(lines), data=data)
 
 
 class HistoryHandler(Handler[FeatureHistory]):
@@ -564,7 +611,7 @@ SPECS = (
         GetHandler(),
         (_NAME,),
         ENV_OPTS,
-        examples=("feature get new_navigation",),
+        examples=("feature get new_navigation", "feature get new_navigation --staging"),
     ),
     CommandSpec(
         "feature",
@@ -573,7 +620,11 @@ SPECS = (
         FeatureList,
         ListHandler(),
         (Arg("pattern", "e.g. ci_*", required=False),),
-        ENV_OPTS,
+        (
+            Opt("match", "only flags whose name contains this", "text"),
+            Opt("enabled", "only flags that are on for someone"),
+            *ENV_OPTS,
+        ),
     ),
     CommandSpec(
         "feature",
@@ -588,8 +639,14 @@ SPECS = (
             Opt("user", "only these GitLab users (comma-separated)", "users"),
             Opt("project", "only these projects, e.g. gitlab-org/gitlab", "projects"),
             Opt("group", "only these groups, e.g. gitlab-org", "groups"),
-            Opt("issue", "an approved deviation issue, to go above the ceiling early", "ref"),
+            Opt("namespace", "only these namespaces (groups or users)", "namespaces"),
+            Opt("feature-group", "only these feature groups, e.g. gitlab_team_members", "names"),
+            Opt("issue", "an approved deviation issue (#12, group/project#12 or its URL)", "ref"),
             _OVERRIDE,
+            Opt(
+                "ignore-feature-flag-consistency-check",
+                "let production differ from staging (production engineers; logged)",
+            ),
             *ENV_OPTS,
         ),
         production_change=True,

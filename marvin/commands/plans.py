@@ -31,6 +31,8 @@ class FlagPlan(ProductionChange):
     issue_ref: str | None = None
     deviation: Known[Issue] | Unknown | None = None  # the --issue, looked up
     override_reason: str | None = None
+    # --ignore-feature-flag-consistency-check: production may differ from staging.
+    skip_consistency: bool = False
 
     @property
     def exposure_before(self) -> Decimal:

@@ -16,6 +16,8 @@ class ConsistencyPolicy:
     def check(self, req: Request) -> Decision:
         plan = req.plan
         assert isinstance(plan, FlagPlan)
+        if plan.skip_consistency:
+            return Decision.allow(note="Consistency with staging ignored, as asked")
         other_on = plan.other is not None and plan.other.is_on()
         # Raising production needs staging on; lowering production is always fine.
         if plan.env is Environment.production and not plan.lowers() and not other_on:

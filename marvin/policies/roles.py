@@ -33,11 +33,10 @@ class RolePolicy:
             return Decision.deny(
                 f"`{req.spec.name}` is for production engineers (the `{needs.name}` role) only."
             )
-        if getattr(req.command, "ignore_production_check", None) and not caller.has_role(
-            PRODUCTION_ROLE
-        ):
-            return Decision.deny(
-                "Only production engineers (the `production` role) may use "
-                "`--ignore-production-check`."
-            )
+        for override in ("ignore_production_check", "ignore_feature_flag_consistency_check"):
+            if getattr(req.command, override, None) and not caller.has_role(PRODUCTION_ROLE):
+                return Decision.deny(
+                    "Only production engineers (the `production` role) may use "
+                    f"`--{override.replace('_', '-')}`."
+                )
         return Decision.allow()
