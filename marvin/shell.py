@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -42,13 +42,14 @@ class Shell:
     ) -> None:
         self.services = services
         self.pipeline = build_pipeline(services)
-        self.user = user
+        # Handles are lowercase: `Bob` is `bob`, not a second person.
+        self.user = user.strip().removeprefix("@").lower()
         self.as_json = as_json
         self.out = out or sys.stdout
         production = services.settings.production_channel
         name = (channel or production.name).lstrip("#")
         if dm:
-            self.place = Place(id=f"D-{user}", is_dm=True)
+            self.place = Place(id=f"D-{self.user}", is_dm=True)
         elif name == production.name:
             self.place = Place(id=production.id, name=name)
         else:
@@ -98,17 +99,24 @@ class Shell:
                 self.out.write(f"📣 #{channel}{via}: {reply.announcement.text}\n")
         self.out.flush()
 
-    async def run_stream(self, stream: TextIO) -> int:
-        """One command per line; blank lines and `#` comments are skipped."""
-        while True:
-            line = await asyncio.to_thread(stream.readline)
-            if not line:
-                return 0
-            text = line.strip()
-            if text and not text.startswith("#"):
-                await self.run_line(text)
+    def run_stream(self, stream: TextIO, runner: asyncio.Runner) -> int:
+        """One command per line; blank lines and `#` comments are skipped. The exit status
+        is 0 when every command went through, 1 when any was refused or failed (so that a
+        script can tell), 130 when interrupted."""
+        failed = False
+        try:
+            for line in iter(stream.readline, ""):
+                text = line.strip()
+                if text and not text.startswith("#"):
+                    reply = runner.run(self.run_line(text))
+                    failed = failed or not reply.ok
+        except KeyboardInterrupt:
+            return 130
+        return 1 if failed else 0
 
-    async def run_interactive(self) -> int:
+    def run_interactive(self, runner: asyncio.Runner, read: Callable[[str], str] = input) -> int:
+        """The prompt. Lines are read with no event loop running, so Ctrl-C is the
+        terminal's: it clears the line; twice in a row, or Ctrl-D, quits."""
         try:
             import readline
 
@@ -121,20 +129,39 @@ class Shell:
         self.out.write(
             f"Marvin shell as @{self.user} in {where}. `help` lists commands; Ctrl-D quits.\n"
         )
+        self.out.flush()
+        interrupted = False
         try:
             while True:
                 try:
-                    text = await asyncio.to_thread(input, PROMPT)
+                    text = read(PROMPT)
                 except EOFError:
                     self.out.write("\n")
                     return 0
+                except KeyboardInterrupt:
+                    if interrupted:
+                        self.out.write("\n")
+                        return 130
+                    interrupted = True
+                    self.out.write("\n(Ctrl-C again or Ctrl-D to quit)\n")
+                    self.out.flush()
+                    continue
+                interrupted = False
                 text = text.strip()
                 if text in ("exit", "quit"):
                     return 0
-                if text and not text.startswith("#"):
-                    await self.run_line(text)
-        except KeyboardInterrupt:
-            return 130
+                if not text or text.startswith("#"):
+                    continue
+                try:
+                    runner.run(self.run_line(text))
+                except KeyboardInterrupt:
+                    # Cancelled where it stood; another Ctrl-C at the prompt quits.
+                    interrupted = True
+                    self.out.write(
+                        "\n⚠ Interrupted before the answer came: if that was a change, check "
+                        "whether it was made before you try again.\n"
+                    )
+                    self.out.flush()
         finally:
             if readline is not None:
                 try:

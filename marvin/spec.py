@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -80,6 +81,13 @@ class CommandSpec:
         parts += [f"[{o.usage()}]" for o in self.opts]
         return " ".join(parts)
 
+    def brief_usage(self, width: int = 100) -> str:
+        """One short line for an error: the whole usage when it fits, else `[options]`."""
+        full = self.usage()
+        if len(full) <= width or not self.opts:
+            return full
+        return " ".join([self.name, *(a.usage() for a in self.args), "[options]"])
+
     def help_text(self) -> str:
         lines = [f"`{self.usage()}`", f"  {self.summary}"]
         lines += [f"  {a.usage():<28} {a.help}" for a in self.args]
@@ -122,3 +130,62 @@ class Registry:
         specs = self.in_group(group)
         head = f"*{group}*: {self.group_summaries[group]}"
         return "\n".join([head, *(s.help_text() for s in specs)])
+
+    def group_usage(self, group: str) -> str:
+        """The group's commands on one line: each with its arguments when there are a few
+        (`status` | `status away [<reason>...]` | `status back`), else the subcommands."""
+        specs = self.in_group(group)
+        if len(specs) <= 4:
+            return " | ".join(f"`{s.brief_usage(width=0)}`" for s in specs)
+        verbs = [s.verb for s in specs if s.verb]
+        head = f"`{group}` | " if any(s.verb is None for s in specs) else ""
+        return f"{head}`{group} <{'|'.join(verbs)}> ...`"
+
+    def closest(self, words: list[str]) -> str | None:
+        """The command nearest to what was typed (`featur lst` → `feature list`), if any."""
+        words = [w.lower() for w in words[:2]]
+        if not words:
+            return None
+        names = [s.name for s in self.specs if s.verb]
+        if len(words) == 2:
+            match = difflib.get_close_matches(" ".join(words), names, n=1, cutoff=0.6)
+            if match:
+                return match[0]
+        match = difflib.get_close_matches(words[0], self.groups(), n=1, cutoff=0.6)
+        return match[0] if match else None
+
+    def closest_in_group(self, group: str, verb: str) -> str | None:
+        """The subcommand of `group` nearest to `verb`, as the whole command's name."""
+        verbs = [s.verb for s in self.in_group(group) if s.verb]
+        match = difflib.get_close_matches(verb.lower(), verbs, n=1, cutoff=0.6)
+        return f"{group} {match[0]}" if match else None
+
+    def explain(self, topic: str) -> tuple[str, bool]:
+        """`help <topic>`: the help of a group or one command, or (False) one sentence that
+        says there is no such thing, with the nearest one."""
+        words = topic.lower().split()
+        if not words:
+            return self.overview(), True
+        group = words[0]
+        if group not in self.group_summaries:
+            near = self.closest(words)
+            hint = f" Did you mean `{near}`?" if near else ""
+            return f"There's no command `{_short(group)}`.{hint} `help` lists them all.", False
+        if len(words) == 1:
+            return self.group_help(group), True
+        spec = self.find(group, words[1])
+        if spec is not None:
+            return spec.help_text(), True
+        near = self.closest_in_group(group, words[1])
+        hint = f" Did you mean `{near}`?" if near else ""
+        return (
+            f"`{group}` has no subcommand `{_short(words[1])}`.{hint} "
+            f"`help {group}` lists what it can do.",
+            False,
+        )
+
+
+def _short(word: str, limit: int = 40) -> str:
+    """A word as it is echoed in a message: on one line, and not too long."""
+    word = " ".join(word.split())
+    return word if len(word) <= limit else word[:limit] + "…"

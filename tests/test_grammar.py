@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -265,8 +266,6 @@ def test_at_names_in_user_option(text: str, gates: tuple[str, ...]) -> None:
     assert cmd.request(users).gates == gates
 
 
-
-
 # --- usage errors -------------------------------------------------------------------------
 
 
@@ -275,10 +274,12 @@ def test_at_names_in_user_option(text: str, gates: tuple[str, ...]) -> None:
     [
         ("", "Tell me what to do."),
         ("   \t ", "Tell me what to do."),
-        ("--staging", "Tell me what to do."),
-        ("featur list", "I don't know the command `featur`. Did you mean `feature`? Try `help`."),
-        ("deploy now", "I don't know the command `deploy`. Try `help`."),
-        ("feature sett x", "`feature` has no subcommand `sett`. Did you mean `set`?"),
+        ("--staging", "Tell me what to do: start with a command."),
+        ("featur", "I don't know the command `featur`. Did you mean `feature`?"),
+        ("featur list", "I don't know the command `featur`. Did you mean `feature list`?"),
+        ("deploy now", "I don't know the command `deploy`."),
+        ("feature sett x", "`feature` has no subcommand `sett`. Did you mean `feature set`?"),
+        ("feature lst", "`feature` has no subcommand `lst`. Did you mean `feature list`?"),
         ("feature launch x", "`feature` has no subcommand `launch`."),
         ("feature", "`feature` needs a subcommand."),
         (
@@ -286,6 +287,11 @@ def test_at_names_in_user_option(text: str, gates: tuple[str, ...]) -> None:
             "`feature get` has no option `--stagin`. Did you mean `--staging`?",
         ),
         ("feature get x --force", "`feature get` has no option `--force`."),
+        # an option of another command of the group: which one takes it
+        (
+            "feature get x --limit 3",
+            "`feature get` has no option `--limit`. `feature history` takes it.",
+        ),
         ("feature get x --staging=yes", "`--staging` is a switch and takes no value."),
         ("feature set x 1 --actors=true", "`--actors` is a switch and takes no value."),
         ("feature set x true --user", "`--user` needs a value: `--user <users>`."),
@@ -308,16 +314,16 @@ def test_usage_error_message(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("feature get x --staging --production", "choose one of --staging or --production"),
-        ("feature set x 1 --actors --random", "choose one of --actors or --random"),
+        ("feature get x --staging --production", "Choose one of --staging or --production."),
+        ("feature set x 1 --actors --random", "Choose one of --actors or --random."),
         ("feature set x true --actors", "--actors and --random go with a percentage"),
-        ("feature set x 5", "say what the percentage is of: --actors"),
+        ("feature set x 5", "Say what the percentage is of: --actors"),
         ("feature set x 101 --actors", "'101' is over 100%"),
         ("feature set x maybe", "'maybe' is not a value"),
-        ("feature get New-Nav", "a flag name is lowercase letters"),
-        ("feature list 'NEW'", "a pattern is flag-name characters"),
-        ("feature history x --limit 0", "limit: Input should be greater than or equal to 1"),
-        ("feature history x --limit lots", "limit: Input should be a valid integer"),
+        ("feature get New-Nav", "A flag name is lowercase letters"),
+        ("feature list 'NEW'", "A pattern is flag-name characters"),
+        ("feature history x --limit 0", "`--limit` takes a number from 1 to 100"),
+        ("feature history x --limit lots", "`--limit` takes a whole number from 1 to 100"),
         ("feature set x true --user 'a b'", "'a b' is not a valid user name"),
         ("feature set x true --project ../etc", "'../etc' is not a valid project name"),
         ("feature set x true --user a,,b", "--user takes a comma-separated list"),
@@ -328,9 +334,9 @@ def test_validation_error_message(text: str, fragment: str) -> None:
     err = _error(text)
     assert fragment in err.message
     assert "Value error" not in err.message
-    # the help for the command comes along
-    assert err.usage is not None and err.usage.startswith("`")
-    assert "Usage:" in err.text()
+    # the command's usage comes along, on one line, with where to read more
+    assert err.usage is not None and err.usage.startswith("`") and "\n" not in err.usage
+    assert "Usage:" in err.text() and "`help feature " in err.text()
 
 
 def test_too_long() -> None:
@@ -396,10 +402,274 @@ def test_long_unknown_words_are_shortened_in_messages() -> None:
 
 def test_errors_come_with_usage() -> None:
     err = _error("feature sett x")
-    assert err.usage == REGISTRY.group_help("feature")
+    assert err.usage == REGISTRY.group_usage("feature")
+    # an empty command is answered with what Marvin can do
     empty = _error("")
     assert empty.usage == REGISTRY.overview()
-    assert empty.text().startswith("Tell me what to do.\nUsage:\n")
+    assert empty.text() == "Tell me what to do.\n" + REGISTRY.overview()
+
+
+# --- errors for people: a sentence, the usage on one line, where to read more -----------------
+
+FIELD_NAMES = sorted(
+    {name for spec in REGISTRY.specs for name in spec.model.model_fields if "_" in name}
+    | {"limit", "name", "value"}
+)
+
+
+def _leaks(text: str) -> list[str]:
+    """Field names (as pydantic puts them: `limit: ...`) or pydantic's own words in what a
+    person reads."""
+    found = [name for name in FIELD_NAMES if re.search(rf"(?:^|[;\n] ?){re.escape(name)}: ", text)]
+    return found + [w for w in ("Input should", "Value error", "validation error") if w in text]
+
+
+@pytest.mark.parametrize(
+    ("text", "sentence"),
+    [
+        (
+            "feature delete x --ignore-production-check ok",
+            "`--ignore-production-check` needs a reason of at least 3 characters.",
+        ),
+        (
+            "feature set x true --ignore-production-check=no",
+            "`--ignore-production-check` needs a reason of at least 3 characters.",
+        ),
+        (
+            "feature delete x --ignore-production-check " + "y" * 501,
+            "`--ignore-production-check` takes a reason of at most 500 characters; "
+            "this one has 501.",
+        ),
+        (
+            "feature history x --limit 0",
+            "`--limit` takes a number from 1 to 100; `0` is out of range.",
+        ),
+        (
+            "feature history x --limit 101",
+            "`--limit` takes a number from 1 to 100; `101` is out of range.",
+        ),
+        (
+            "feature history x --limit lots",
+            "`--limit` takes a whole number from 1 to 100; `lots` isn't one.",
+        ),
+        (
+            "feature history x --limit 2.5",
+            "`--limit` takes a whole number from 1 to 100; `2.5` isn't one.",
+        ),
+        (
+            "status away " + "z" * 501,
+            "`<reason>` takes a reason of at most 500 characters; this one has 501.",
+        ),
+    ],
+)
+def test_validation_errors_are_sentences_about_options(text: str, sentence: str) -> None:
+    err = _error(text)
+    assert err.message == sentence
+    assert not _leaks(err.text())
+
+
+def test_validation_errors_never_name_fields() -> None:
+    for text in [
+        "feature history x --limit 0",
+        "feature history x --limit lots",
+        "feature delete x --ignore-production-check ok",
+        "feature set x true --ignore-production-check ok --staging",
+        "feature list --match " + "m" * 65,
+        "feature set x true --issue " + "1" * 256,
+    ]:
+        err = _error(text)
+        assert not _leaks(err.text()), err.text()
+        assert err.message[0].isupper() or err.message[0] in "`'", err.message
+        assert err.message.endswith("."), err.message
+
+
+@pytest.mark.parametrize(
+    "text", ["feature lst", "feature sett x", "feature", "feature get x --stagin", "feature get"]
+)
+def test_a_usage_error_is_three_lines_at_most_not_the_groups_help(text: str) -> None:
+    err = _error(text)
+    shown = err.text()
+    assert len(shown.splitlines()) <= 2, shown
+    assert REGISTRY.group_help("feature") not in shown
+    assert "`help feature" in shown
+
+
+def test_a_misspelt_subcommand_points_to_the_closest_and_to_help() -> None:
+    shown = _error("feature lst").text()
+    assert (
+        shown.splitlines()[0] == "`feature` has no subcommand `lst`. Did you mean `feature list`?"
+    )
+    assert "(`help feature` explains it)" in shown
+
+
+def test_a_misspelt_option_points_to_the_closest_and_to_help() -> None:
+    shown = _error("feature get x --stagin").text()
+    assert "Did you mean `--staging`?" in shown
+    assert "Usage: `feature get <name> [--staging] [--production]`" in shown
+    assert "`help feature get`" in shown
+
+
+@pytest.mark.parametrize("text", ["status maybe", "status bak", "status 'maybe'", "status"])
+def test_status_usage_shows_its_subcommands(text: str) -> None:
+    if text == "status":
+        assert isinstance(_ok(text), StatusShow)
+        return
+    err = _error(text)
+    assert err.usage is not None
+    assert "`status away [<reason>...]`" in err.usage and "`status back`" in err.usage
+
+
+def test_status_maybe_is_not_a_subcommand() -> None:
+    assert _error("status maybe").message == "`status` has no subcommand `maybe`."
+    assert "Did you mean `status back`?" in _error("status bak").message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('"feature list"', FeatureList()),
+        ("“feature list”", FeatureList()),
+        ("'feature get new_nav --staging'", FeatureGet(name="new_nav", staging=True)),
+        ('/marvin "feature list"', FeatureList()),
+        ('"/marvin feature list"', FeatureList()),
+        ('"whoami"', WhoAmI()),
+        ("\"status away 'gone fishing'\"", StatusAway(reason="gone fishing")),
+    ],
+)
+def test_a_whole_command_in_quotes_is_understood(text: str, expected: CommandModel) -> None:
+    assert _ok(text) == expected
+
+
+def test_only_a_whole_command_in_quotes_is_unquoted() -> None:
+    # a quoted word among others stays a literal, never a command name
+    assert _error('"feature" list').message == "Tell me what to do: start with a command."
+    assert _error('""').message == "Tell me what to do: start with a command."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("feature set x 1 —actors", "feature set x 1 --actors"),  # em dash
+        ("feature set x 1 –actors", "feature set x 1 --actors"),  # en dash
+        ("feature set x 1 –-actors", "feature set x 1 --actors"),
+        ("feature set x 1 —-actors", "feature set x 1 --actors"),
+        ("feature set x 1 ——actors", "feature set x 1 --actors"),
+        ("feature get x —staging", "feature get x --staging"),
+        ("feature set x true —user=bob", "feature set x true --user=bob"),
+        (
+            "feature set x true —ignore-production-check=“sev1 fix”",
+            "feature set x true --ignore-production-check='sev1 fix'",
+        ),
+        ("feature history x —limit 3", "feature history x --limit 3"),
+    ],
+)
+def test_a_dash_put_in_place_of_two_hyphens_is_two_hyphens(text: str, expected: str) -> None:
+    assert _ok(text) == _ok(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # a dash that is punctuation stays what it is
+        ("status away lunch — back at 2", "lunch — back at 2"),
+        ("status away 1–2 pm", "1–2 pm"),
+        ('status away "—actors"', "—actors"),
+    ],
+)
+def test_a_dash_as_punctuation_is_left_alone(text: str, reason: str) -> None:
+    cmd = _ok(text)
+    assert isinstance(cmd, StatusAway) and cmd.reason == reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "run feature list",
+        "RUN feature list",
+        "/chatops run feature list",
+        "/marvin run feature list",
+        '"run feature list"',
+    ],
+)
+def test_a_leading_run_is_chatops_style_and_ignored(text: str) -> None:
+    assert _ok(text) == FeatureList()
+
+
+def test_run_alone_asks_what_to_do() -> None:
+    assert _error("run").message == "Tell me what to do."
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("feature set x true --user ''", "`--user` needs a value: `--user <users>`."),
+        ('feature set x true --user ""', "`--user` needs a value: `--user <users>`."),
+        ("feature set x true --user=", "`--user` needs a value: `--user <users>`."),
+        ("feature set x true --user '  '", "`--user` needs a value: `--user <users>`."),
+        ("feature set x true --issue ''", "`--issue` needs a value: `--issue <ref>`."),
+        ("feature list --match ''", "`--match` needs a value: `--match <text>`."),
+        ("status away ''", "`<reason>` is empty: fill it in or leave it out."),
+        ("feature get ''", "`<name>` is empty: fill it in."),
+        ("feature set x '' --staging", "`<value>` is empty: fill it in."),
+    ],
+)
+def test_empty_values_are_refused(text: str, message: str) -> None:
+    assert _error(text).message == message
+
+
+def test_user_names_are_case_insensitive() -> None:
+    from marvin.commands.feature import _gates
+
+    cmd = _ok("feature set x true --user Bob,bob,@BOB")
+    assert isinstance(cmd, FeatureSet) and cmd.user is not None
+    assert _gates("user", cmd.user) == ("bob",)
+
+
+# --- help <topic> ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic", "answer"),
+    [
+        (
+            "feature nope",
+            "`feature` has no subcommand `nope`. `help feature` lists what it can do.",
+        ),
+        (
+            "feature lst",
+            "`feature` has no subcommand `lst`. Did you mean `feature list`? "
+            "`help feature` lists what it can do.",
+        ),
+        ("featur", "There's no command `featur`. Did you mean `feature`? `help` lists them all."),
+        ("nope", "There's no command `nope`. `help` lists them all."),
+    ],
+)
+def test_help_on_what_does_not_exist_says_so(topic: str, answer: str) -> None:
+    assert REGISTRY.explain(topic) == (answer, False)
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        ("feature", REGISTRY.group_help("feature")),
+        ("FEATURE SET", next(s.help_text() for s in REGISTRY.specs if s.name == "feature set")),
+        ("status away", next(s.help_text() for s in REGISTRY.specs if s.name == "status away")),
+    ],
+)
+def test_help_on_what_exists(topic: str, expected: str) -> None:
+    assert REGISTRY.explain(topic) == (expected, True)
+
+
+async def test_help_feature_nope_is_not_help_feature() -> None:
+    from typing import cast
+
+    from marvin.commands.base import Context, Done
+    from marvin.commands.help import HelpHandler
+
+    done = await HelpHandler(REGISTRY).plan(Help(topic="feature nope"), cast(Context, None))
+    assert isinstance(done, Done)
+    assert not done.ok and done.kind == "usage"
+    assert done.text.startswith("`feature` has no subcommand `nope`.")
 
 
 # --- help -------------------------------------------------------------------------------------
@@ -433,7 +703,7 @@ def test_feature_help_usages() -> None:
     text = REGISTRY.group_help("feature")
     for usage in [
         "feature get <name> [--staging] [--production]",
-        "feature list [<pattern>] [--staging] [--production]",
+        "feature list [<pattern>]",
         "feature set <name> <value> [--actors] [--random] [--user <users>]",
         "feature delete <name> [--ignore-production-check <reason>]",
         "feature history <name> [--limit <n>]",
@@ -523,6 +793,10 @@ def _parse_or_usage_error(text: str) -> None:
     except UsageError as exc:
         assert isinstance(exc.message, str) and exc.message.strip()
         assert exc.text().startswith(exc.message)
+        assert not _leaks(exc.text()), exc.text()
+        if exc.usage != REGISTRY.overview():
+            # one line of error, one of usage: never a whole group's help
+            assert len(exc.text().splitlines()) <= 2, exc.text()
     else:
         assert isinstance(result, Parsed)
         assert isinstance(result.command, result.spec.model)

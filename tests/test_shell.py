@@ -31,9 +31,11 @@ def marvin(
 
 def converse(url: str, user: str, lines: list[str], *extra: str) -> list[dict[str, Any]]:
     result = marvin(["shell", "--user", user, "--json", *extra], url, "\n".join(lines) + "\n")
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stdout
-    return [json.loads(line) for line in result.stdout.splitlines()]
+    assert "Traceback" not in result.stdout + result.stderr
+    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    # A piped shell's exit status: 1 when any command was refused or failed, else 0.
+    assert result.returncode == (0 if all(r["ok"] for r in replies) else 1), result.stderr
+    return replies
 
 
 @pytest.fixture
@@ -69,7 +71,8 @@ def test_a_rollout_conversation(shell_url: str) -> None:
     assert staging["ok"] and staging["announcement"].startswith("@bob set `new_nav` in staging")
     assert one["ok"] and "1% of actors" in one["text"] and "On call: @alice" in one["announcement"]
     assert not fifty["ok"] and fifty["denied_by"] == "ceiling" and fifty["announcement"] is None
-    assert get["text"] == "`new_nav` in production: 1% of actors"
+    # (`feature get` with no environment shows each one: production is 1% whatever the shape)
+    assert "production: 1% of actors" in get["text"]
     assert (
         "@bob set: off" not in history["text"] and "@bob set: new → 1% of actors" in history["text"]
     )
@@ -87,7 +90,7 @@ def test_state_persists_between_sessions_and_people(shell_url: str) -> None:
         ("frobnicate", "I don't know the command `frobnicate`"),
         ("feature set x 1000 --actors", "over 100%"),
         ("feature set x NaN --actors", "is not a value"),
-        ("feature set x 5", "say what the percentage is of"),
+        ("feature set x 5", "Say what the percentage is of"),
         ("feature set X true", "lowercase letters"),
         ('feature set x true --ignore-production-check "oops', "Unbalanced quote"),
         ("feature get " + "a" * 5000, "limit is 4000"),
@@ -139,3 +142,116 @@ def test_an_operator_approves_a_deviation_that_a_developer_then_uses(fresh_sqlit
     ]
     missing = marvin(["issue", "label", "#9", "x"], fresh_sqlite)
     assert missing.returncode == 1 and "has no issue #9" in missing.stderr
+
+
+# --- a piped shell's exit status: scripts can tell -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lines", "as_json", "status"),
+    [
+        (["whoami", "# a comment", "", "feature set x true --staging"], False, 0),
+        (["whoami", "feature list --staging"], True, 0),
+        (["whoami", "feature lst", "whoami"], False, 1),  # usage, then fine
+        (["feature set x 50 --actors", "whoami"], True, 1),  # refused by a policy
+        (["feature get nope --staging"], False, 1),  # not found
+    ],
+)
+def test_a_piped_shell_exits_non_zero_when_a_command_was_refused_or_failed(
+    fresh_sqlite: str, lines: list[str], as_json: bool, status: int
+) -> None:
+    args = ["shell", "--user", "bob", *(["--json"] if as_json else [])]
+    result = marvin(args, fresh_sqlite, "\n".join(lines) + "\n")
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stdout + result.stderr
+    if as_json:
+        # every line ran, the refused one included
+        assert len(result.stdout.splitlines()) == len(lines)
+
+
+def test_the_exit_codes_are_documented() -> None:
+    result = marvin(["shell", "--help"], "sqlite+aiosqlite:///:memory:")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "exit status 0 when every command went through, 1 when any was refused or failed" in text
+
+
+# --- errors for people, as the shell shows them ----------------------------------------------
+
+
+def test_a_usage_error_is_short_not_the_groups_help(fresh_sqlite: str) -> None:
+    converse(fresh_sqlite, "bob", ["whoami"])  # the welcome, out of the way
+    result = marvin(["shell", "--user", "bob"], fresh_sqlite, "feature lst\n")
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "⚠ `feature` has no subcommand `lst`. Did you mean `feature list`?"
+    assert len(lines) == 2 and "`help feature`" in lines[1]
+
+
+SENTENCES = {
+    "feature delete x --ignore-production-check ok": (
+        "`--ignore-production-check` needs a reason of at least 3 characters."
+    ),
+    "feature history x --limit 0": "`--limit` takes a number from 1 to 100; `0` is out of range.",
+    "feature set x true --user ''": "`--user` needs a value: `--user <users>`.",
+    "feature set x 1 --ignore-production-check=no": (
+        "`--ignore-production-check` needs a reason of at least 3 characters."
+    ),
+}
+
+
+def test_refusals_are_sentences_without_field_names(fresh_sqlite: str) -> None:
+    _, *replies = converse(fresh_sqlite, "bob", ["whoami", *SENTENCES])
+    for reply, sentence in zip(replies, SENTENCES.values(), strict=True):
+        assert reply["kind"] == "usage" and reply["text"].startswith(sentence), reply["text"]
+        for leak in ("ignore_production_check", "limit:", "Input should"):
+            assert leak not in reply["text"]
+
+
+PASTED = [
+    '"feature list --staging"',
+    "run feature list --staging",
+    "/chatops run feature list --staging",
+    "feature list —staging",
+    "feature list –staging",
+]
+
+
+def test_what_people_paste_is_understood(fresh_sqlite: str) -> None:
+    _, *replies = converse(fresh_sqlite, "alice", ["feature set pasted true --staging", *PASTED])
+    for line, reply in zip(PASTED, replies, strict=True):
+        assert reply["ok"] and "`pasted`: on for everyone" in reply["text"], line
+
+
+# --- who you are: handles are case-insensitive, never empty ----------------------------------
+
+
+def test_a_handle_in_capitals_is_the_same_person(fresh_sqlite: str) -> None:
+    [first] = converse(fresh_sqlite, "Bob", ["whoami"])
+    [second] = converse(fresh_sqlite, "@BOB", ["whoami"])
+    assert "You are bob" in first["text"] and "You are bob" in second["text"]
+    # one account: the welcome came once, on the first meeting
+    assert "Welcome" in first["text"] and "Welcome" not in second["text"]
+
+
+def test_an_empty_user_is_refused_not_the_default_person(fresh_sqlite: str) -> None:
+    result = marvin(["shell", "--user", "", "--json"], fresh_sqlite, "whoami\n")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "argument --user: is empty" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["issue", "open", ""], "argument title: is empty"),
+        (["issue", "open", "   ", "--label", "x"], "argument title: is empty"),
+        (["issue", "label", "#1", ""], "argument label: is empty"),
+    ],
+)
+def test_empty_issue_values_are_refused(fresh_sqlite: str, args: list[str], says: str) -> None:
+    result = marvin(args, fresh_sqlite)
+    assert result.returncode == 2
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert marvin(["issue", "list"], fresh_sqlite).stdout == ""

@@ -18,20 +18,10 @@ class HelpHandler(Handler[Help]):
         self.registry = registry
 
     async def plan(self, cmd: Help, ctx: Context) -> Plan:
-        registry = self.registry
         if cmd.topic is None:
-            return Done(registry.overview())
-        words = cmd.topic.lower().split()
-        group = words[0]
-        if group not in registry.group_summaries:
-            return Done(
-                f"There's no command `{group[:40]}`.\n{registry.overview()}", False, "usage"
-            )
-        if len(words) > 1:
-            spec = registry.find(group, words[1])
-            if spec is not None:
-                return Done(spec.help_text())
-        return Done(registry.group_help(group))
+            return Done(self.registry.overview())
+        text, known = self.registry.explain(cmd.topic)
+        return Done(text) if known else Done(text, False, "usage")
 
 
 def specs(registry: Registry) -> tuple[CommandSpec, ...]:

@@ -146,15 +146,35 @@ class SlackTransport:
             self.app.action(action_id)(self._on_button)
 
     def _bolt_app(self, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
-        return AsyncApp(
-            client=client,
-            signing_secret=signing_secret,
-            # Socket Mode has no HTTP requests to verify; HTTP mode always verifies.
-            request_verification_enabled=signing_secret is not None,
-            process_before_response=True,
-            authorize=self._authorizer(),
-            logger=None,
+        # While it is built, Bolt warns that the token "will be unused" (the client is given,
+        # and SLACK_BOT_TOKEN is set) and "will be ignored" (`authorize` is given). Neither is
+        # so: `authorize` answers with the client's own token. A level can't quiet them:
+        # Bolt sets its logger's level from the root logger's as it starts. These two
+        # messages, and only these, are dropped while the app is built.
+        from slack_bolt.logger.messages import (
+            warning_client_prioritized_and_token_skipped,
+            warning_token_skipped,
         )
+
+        unfounded = {warning_client_prioritized_and_token_skipped(), warning_token_skipped()}
+
+        def founded(record: logging.LogRecord) -> bool:
+            return record.getMessage() not in unfounded
+
+        framework = logging.getLogger("slack_bolt.AsyncApp")
+        framework.addFilter(founded)
+        try:
+            return AsyncApp(
+                client=client,
+                signing_secret=signing_secret,
+                # Socket Mode has no HTTP requests to verify; HTTP mode always verifies.
+                request_verification_enabled=signing_secret is not None,
+                process_before_response=True,
+                authorize=self._authorizer(),
+                logger=None,
+            )
+        finally:
+            framework.removeFilter(founded)
 
     @property
     def _store(self) -> Store:

@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 import structlog
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -319,6 +320,15 @@ async def serve(
                 await bot.transport.prepare()
             except SlackApiError as exc:
                 log.error("serve.bot_token_refused", error=error_name(exc))
+                return 2
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                # Not a refusal: Slack did not answer. One line; the detail at debug.
+                log.error(
+                    "serve.slack_unreachable",
+                    message=f"Slack at {settings.slack.api_base_url} could not be reached "
+                    f"({type(exc).__name__}: {str(exc) or 'no answer'}); nothing was started.",
+                )
+                log.debug("serve.slack_unreachable_detail", exc_info=exc)
                 return 2
             site = web.TCPSite(
                 runner, settings.slack.host, port if port is not None else settings.slack.port
