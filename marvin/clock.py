@@ -37,3 +37,19 @@ class FrozenClock:
 def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def spoken(at: datetime, now: datetime) -> str:
+    """A moment as a person reads it next to `now`: `15:22 UTC` today, `tomorrow 00:11 UTC`
+    (a watch that ends after midnight must not read as if it had already ended), else with
+    the date."""
+    at, now = as_utc(at), as_utc(now)
+    days = (at.date() - now.date()).days
+    clock = at.strftime("%H:%M UTC")
+    if days == 0:
+        return clock
+    if days == 1:
+        return f"tomorrow {clock}"
+    if days == -1:
+        return f"yesterday {clock}"
+    return f"{at:%a} {at.day} {at:%b} {clock}"

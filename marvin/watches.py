@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from marvin import audit
 from marvin.adapters.errors import AdapterError
-from marvin.clock import as_utc
+from marvin.clock import spoken
 from marvin.models import Invocation, Place
 from marvin.outbox import enqueue
 from marvin.services import Services
@@ -60,7 +60,7 @@ async def notify(services: Services) -> int:
         away = await _away(services, account)
         if away is None:
             continue
-        until = as_utc(watch.ends_at).strftime("%H:%M UTC")
+        until = spoken(watch.ends_at, now)
         told += await _tell(
             services,
             watch,

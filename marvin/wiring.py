@@ -90,7 +90,9 @@ BACKENDS: Mapping[str, Mapping[str, Builder]] = {
         "unleash": _unleash,
     },
     "issues": {
-        "local": lambda settings, store, clock: LocalIssueTracker(store, clock),
+        "local": lambda settings, store, clock: LocalIssueTracker(
+            store, clock, settings.issues.project
+        ),
         "gitlab": _gitlab_issues,
     },
     "directory": {

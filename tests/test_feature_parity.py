@@ -101,3 +101,29 @@ async def test_lowering_never_waits_for_availability_oncall_the_lock_or_the_ceil
     announced = reply.announcement.text
     assert "@bob lowered it while marked away" in announced
     assert "No production engineer is on call" in announced
+
+
+async def test_a_staging_change_elsewhere_is_not_said_to_change_production(bot: Bot) -> None:
+    reply = await bot.say("alice", "feature set new_nav true --staging", channel="random")
+    assert reply.denied_by == "channel"
+    assert "changes production" not in reply.text
+    assert "(to staging as to production) run only in #production" in reply.text
+
+
+async def test_a_watch_past_midnight_says_tomorrow(bot: Bot) -> None:
+    bot.clock.set(bot.clock.now().replace(hour=22, minute=30))
+    reply = await bot.say("alice", "feature set new_nav true --staging")
+    assert reply.ok
+    assert "You're watching it until tomorrow 02:30 UTC." in reply.text
+
+
+def test_moments_are_spoken_next_to_now() -> None:
+    from datetime import UTC, datetime
+
+    from marvin.clock import spoken
+
+    now = datetime(2026, 11, 30, 22, 30, tzinfo=UTC)
+    assert spoken(now.replace(hour=23), now) == "23:30 UTC"
+    assert spoken(datetime(2026, 12, 1, 0, 11, tzinfo=UTC), now) == "tomorrow 00:11 UTC"
+    assert spoken(datetime(2026, 11, 29, 8, 0, tzinfo=UTC), now) == "yesterday 08:00 UTC"
+    assert spoken(datetime(2026, 12, 4, 9, 5, tzinfo=UTC), now) == "Fri 4 Dec 09:05 UTC"

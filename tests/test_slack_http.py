@@ -136,7 +136,7 @@ async def test_a_change_is_acked_then_answered_privately_then_announced(any_rig:
 
 DENIALS = {
     "no grant": ("carol", "production", "roles", "needs the `feature_flags` grant"),
-    "wrong channel": ("alice", "random", "channel", "runs only in #production"),
+    "wrong channel": ("alice", "random", "channel", "run only in #production"),
     "slash command in a DM": ("alice", "dm", "channel", "You're in a direct message"),
     "not in the directory": ("zed", "production", "registration", STRANGER_EMAIL),
 }
@@ -409,7 +409,7 @@ async def test_a_dm_can_read_but_a_change_from_a_dm_is_refused(rig: SlackRig) ->
     await rig.event(change)
     said = await rig.said(dm_id("bob"), change["ts"])
     assert said["text"].startswith(":no_entry:")
-    assert "runs only in #production" in said["text"] and "direct message" in said["text"]
+    assert "run only in #production" in said["text"] and "direct message" in said["text"]
     assert await rig.rows(LocalFlag) == [] and await rig.rows(OutboxMessage) == []
     [denied] = await audit(rig, AuditRecord.outcome == "denied")
     assert (denied.policy, denied.place_id) == ("channel", dm_id("bob"))

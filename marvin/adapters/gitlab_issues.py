@@ -19,7 +19,6 @@ a retried delivery from doubling what an unanswered one may have done:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,12 +30,12 @@ import structlog
 
 from marvin.adapters.errors import NotFound, Refused
 from marvin.adapters.gitlab import SERVICE, GitLabClient
+from marvin.adapters.issue_refs import parse_issue_ref
 from marvin.adapters.issues import Issue
 
 log = structlog.get_logger(__name__)
 
 # "#12", "12", or "group/project#12" (the configured project's only).
-_REF = re.compile(r"^(?:(?P<path>[A-Za-z0-9_.\-/]+)#|#)?(?P<iid>[0-9]{1,9})$")
 TEMPLATES = ".gitlab/issue_templates"
 # The calls below make their own decisions about retrying: python-gitlab makes none.
 _ONCE: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0}
@@ -223,15 +222,14 @@ class GitLabIssueTracker:
     # --- GitLab ----------------------------------------------------------------------------
 
     def _iid(self, ref: str) -> int:
-        match = _REF.match(ref.strip())
-        path = match.group("path") if match else None
-        if match is None or (path is not None and path.rstrip("/") != self.project):
+        parsed = parse_issue_ref(ref)
+        if parsed is None or not parsed.in_project(self.project):
             raise Refused(
                 SERVICE,
                 f"can't read {ref[:60]!r}: it is not an issue reference in {self.project} "
                 "(use #123)",
             )
-        return int(match.group("iid"))
+        return parsed.iid
 
     def _issue_path(self, iid: int) -> str:
         return f"{self._base}/issues/{iid}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -10,11 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.errors import NotFound, Refused
+from marvin.adapters.issue_refs import parse_issue_ref
 from marvin.clock import Clock
 from marvin.store.db import Store, database_answers
 from marvin.store.tables import LocalIssue
 
-_LOCAL_REF = re.compile(r"^#?(\d{1,9})$")
 SERVICE = "The issue tracker"
 
 
@@ -49,22 +48,31 @@ def _issue(row: LocalIssue) -> Issue:
     return Issue(ref=f"#{row.id}", title=row.title, state=row.state, labels=tuple(row.labels))
 
 
-def _local_id(ref: str) -> int:
-    match = _LOCAL_REF.match(ref.strip())
-    if not match:
+def _local_id(ref: str, project: str | None) -> int:
+    parsed = parse_issue_ref(ref)
+    if parsed is None:
         raise Refused(SERVICE, f"can't read {ref[:60]!r}: it is not an issue reference (use #123)")
-    return int(match.group(1))
+    if not parsed.in_project(project):
+        # Reading #N here for another project's issue N would be a different issue.
+        raise Refused(
+            SERVICE,
+            f"can't read {ref[:60]!r}: the embedded tracker holds only its own issues "
+            f"(use #{parsed.iid}{f' or {project}#{parsed.iid}' if project else ''})",
+        )
+    return parsed.iid
 
 
 class LocalIssueTracker:
     name = "local"
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, project: str | None = None) -> None:
         self._store = store
         self._clock = clock
+        # The tracker's name in references (`issues.project`), so `group/project#3` works.
+        self._project = project
 
     async def get(self, ref: str) -> Issue:
-        number = _local_id(ref)
+        number = _local_id(ref, self._project)
         with database_answers():
             async with self._store.transaction() as session:
                 row = await session.get(LocalIssue, number)
@@ -95,7 +103,7 @@ class LocalIssueTracker:
     # (GitLab) is administered in its own UI, so these are not part of the Protocol.
 
     async def _row(self, session: AsyncSession, ref: str) -> LocalIssue:
-        number = _local_id(ref)
+        number = _local_id(ref, self._project)
         row = await session.get(LocalIssue, number)
         if row is None:
             raise NotFound(SERVICE, f"has no issue #{number}")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.errors import AdapterError
 from marvin.adapters.flags import Embedded
-from marvin.clock import as_utc
+from marvin.clock import as_utc, spoken
 from marvin.commands.base import (
     Change,
     Context,
@@ -174,7 +174,7 @@ def _gates(kind: Any, raw: str) -> tuple[str, ...]:
 def _watch_until(ctx: Context) -> tuple[timedelta, str]:
     hours = ctx.services.settings.availability.watch_hours
     until = ctx.now + timedelta(hours=hours)
-    return timedelta(hours=hours), until.strftime("%H:%M UTC")
+    return timedelta(hours=hours), spoken(until, ctx.now)
 
 
 async def _gather(
@@ -252,7 +252,7 @@ class _FlagChange(Handler[Any]):
         mine, theirs = rows[plan.env], rows[plan.env.other]
         inv = ctx.invocation
         if inv.redelivered and mine.updated_at and as_utc(mine.updated_at) > inv.received_at:
-            changed = as_utc(mine.updated_at).strftime("%H:%M UTC")
+            changed = spoken(mine.updated_at, ctx.now)
             raise Overtaken(
                 f"I was restarted while working on this, and `{plan.flag}` in {plan.env.value} "
                 f"was changed since you asked (at {changed}), so I didn't do it: that could "

@@ -17,6 +17,8 @@ class ChannelPolicy:
         if not place.is_dm and place.id == channel.id:
             return Decision.allow()
         return Decision.deny(
-            f"`{req.spec.name}` changes production, so it runs only in #{channel.name}, "
-            f"where everyone can see it. You're in {place.label()}."
+            # Not "changes production": staging holds production data and is changed in
+            # the open too, and the refusal must be true for both.
+            f"`{req.spec.name}` is a change, and changes (to staging as to production) run "
+            f"only in #{channel.name}, where everyone can see them. You're in {place.label()}."
         )

@@ -7,16 +7,18 @@ signature with slack_sdk's SignatureVerifier and answers 401 to anything forged 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import logging
 import re
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 import aiohttp
@@ -81,6 +83,18 @@ class TimedSocketModeHandler(AsyncSocketModeHandler):
 
 
 @dataclass
+class ChatLink:
+    """Whether the chat can reach us. Over HTTP, Slack calls in and nothing here can tell;
+    in Socket Mode, the WebSocket is the only way in, and a replica without it is not
+    healthy whatever its database says."""
+
+    connected: Callable[[], Awaitable[bool]] | None = None
+
+    async def down(self) -> bool:
+        return self.connected is not None and not await self.connected()
+
+
+@dataclass
 class Bot:
     """Everything `serve` runs, built once, so tests can run the very same thing."""
 
@@ -90,6 +104,7 @@ class Bot:
     metrics: Metrics
     web: web.Application
     supervisor: Supervisor
+    chat: ChatLink
 
 
 def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | None = None) -> Bot:
@@ -123,12 +138,14 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         signing_secret=signing if settings.slack.mode == "http" else None,
         owner=replica_id(),
     )
+    chat = ChatLink()
     app = build_web_app(
         transport,
         services.store,
         metrics,
         settings.slack.max_body_bytes,
         serve_events=settings.slack.mode == "http",
+        chat=chat,
     )
     lease = timedelta(seconds=settings.inbox.lease_seconds)
     jobs = [
@@ -158,8 +175,11 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         metrics=metrics,
         web=app,
         supervisor=supervisor,
+        chat=chat,
     )
 
+
+T = TypeVar("T")
 
 _TIMESTAMP = re.compile(r"^[0-9]{1,12}\Z")
 
@@ -205,7 +225,10 @@ def build_web_app(
     max_body_bytes: int,
     *,
     serve_events: bool = True,
+    chat: ChatLink | None = None,
 ) -> web.Application:
+    link = chat or ChatLink()
+
     @web.middleware
     async def refuse_oversized(request: web.Request, handler: Handler) -> web.StreamResponse:
         # Refused before a byte of it is parsed; aiohttp's client_max_size also stops a body
@@ -244,9 +267,11 @@ def build_web_app(
         return response
 
     async def healthz(_request: web.Request) -> web.StreamResponse:
-        if await store.ping():
-            return web.json_response({"status": "ok"})
-        return web.json_response({"status": "database unreachable"}, status=503)
+        if not await store.ping():
+            return web.json_response({"status": "database unreachable"}, status=503)
+        if await link.down():
+            return web.json_response({"status": "chat connection down"}, status=503)
+        return web.json_response({"status": "ok"})
 
     async def metrics_page(_request: web.Request) -> web.StreamResponse:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
@@ -336,8 +361,14 @@ async def serve(
             await site.start()
             bound = runner.addresses[0][1] if runner.addresses else settings.slack.port
             if settings.slack.mode == "socket":
-                socket_mode = await _connect_socket_mode(bot, secrets)
-                if socket_mode is None:
+                socket_mode = _socket_mode_handler(bot, secrets)
+                # slack_sdk tries to connect until it can, for ever: a SIGTERM meanwhile
+                # must still stop us, so the connection is awaited beside the stop.
+                connected = await _until_stopped(_connect_socket_mode(bot, socket_mode), stop)
+                if connected is None:
+                    log.info("serve.stopped_before_connecting")
+                    return 0
+                if not connected:
                     return 2
             # The only replica (SQLite) takes up everything left pending at once; with
             # several (PostgreSQL), only what a dead replica's lease no longer covers.
@@ -378,23 +409,68 @@ async def serve(
     return 0
 
 
-async def _connect_socket_mode(bot: Bot, secrets: SlackSecrets) -> AsyncSocketModeHandler | None:
+def _socket_mode_handler(bot: Bot, secrets: SlackSecrets) -> TimedSocketModeHandler:
     assert secrets.app_token is not None
-    app_token = secrets.app_token.get_secret_value()
+    handler = TimedSocketModeHandler(
+        bot.transport.app,
+        app_token=secrets.app_token.get_secret_value(),
+        web_client=bot.transport.client,
+        logger=_socket_log(),
+    )
+    handler.metrics = bot.metrics
+    bot.chat.connected = handler.client.is_connected
+    return handler
+
+
+async def _connect_socket_mode(bot: Bot, handler: TimedSocketModeHandler) -> bool:
     # The first connection URL is asked for here: slack_sdk retries a refused (revoked,
     # mistyped) app token forever, a traceback every few seconds, and never says so.
     url: str | None = None
     try:
-        opened = await bot.transport.client.apps_connections_open(app_token=app_token)
+        opened = await bot.transport.client.apps_connections_open(app_token=handler.app_token)
         url = str(opened["url"])
     except SlackApiError as exc:
         if error_name(exc) != "ratelimited":
             log.error("serve.socket_mode_refused", error=error_name(exc))
-            return None
-    socket_mode = TimedSocketModeHandler(
-        bot.transport.app, app_token=app_token, web_client=bot.transport.client
-    )
-    socket_mode.metrics = bot.metrics
-    socket_mode.client.wss_uri = url
-    await socket_mode.connect_async()  # type: ignore[no-untyped-call]
-    return socket_mode
+            return False
+    handler.client.wss_uri = url
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    return True
+
+
+async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """`work`'s result, or None (and `work` cancelled) if `stop` is set first."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+class _OneLine(logging.Filter):
+    """slack_sdk logs every failed (re)connection with its traceback, every few seconds while
+    Slack can't be reached: one line each is what an operator can read; the traceback goes
+    to debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.levelno >= logging.WARNING:
+            detail = logging.getLogger(record.name + ".detail")
+            if detail.isEnabledFor(logging.DEBUG):
+                detail.debug("traceback", exc_info=record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _socket_log() -> logging.Logger:
+    logger = logging.getLogger("marvin.socket_mode")
+    if not any(isinstance(f, _OneLine) for f in logger.filters):
+        logger.addFilter(_OneLine())
+    return logger

@@ -63,6 +63,9 @@ class FakeSocketModeServer(LoopbackServer):
         self.sent: list[JSONDict] = []
         self._changed = asyncio.Event()
         self._close_tasks: set[asyncio.Task[None]] = set()
+        # Slack's WebSocket endpoint down (its load balancer answering 503): every
+        # connection attempt fails its handshake until this is False again.
+        self.refusing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -215,6 +218,8 @@ class FakeSocketModeServer(LoopbackServer):
         changed.set()
 
     async def _handle_link(self, request: web.Request) -> web.StreamResponse:
+        if self.refusing:
+            return web.Response(status=503, text="upstream connect error")
         ticket = request.query.get("ticket", "")
         if ticket not in self._tickets:
             # Only URLs issued through apps.connections.open may connect.

@@ -51,8 +51,9 @@ def write_config(path: Path, database_url: str, api: FakeSlackAPI, **sections: A
 
 
 class ServeProcess:
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.extra_env = env or {}
         self.port = free_port()
         self.log_path = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -67,6 +68,7 @@ class ServeProcess:
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SECRET,
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -86,7 +88,7 @@ class ServeProcess:
                 stderr=log,
             )
 
-    async def healthy(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+    async def healthy(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as http:
