@@ -12,6 +12,7 @@ import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,41 +64,10 @@ class Terminal:
         return code
 
 
-@pytest.fixture
-def terminal(sqlite_url: str, tmp_path: Path) -> Iterator[Terminal]:
-    env = {
-        **os.environ,
-        "MARVIN_DATABASE__URL": sqlite_url,
-        "MARVIN_HISTORY": str(tmp_path / "history"),
-        "TERM": "dumb",
-    }
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "marvin.cli", "--config", str(EXAMPLE), "shell", "--user", "bob"],
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        cwd=ROOT,
-        env=env,
-        close_fds=True,
-        start_new_session=True,
-        preexec_fn=_controlling_terminal,
-    )
-    os.close(child)
-    term = Terminal(proc, main)
-    try:
-        assert b"Marvin shell as @bob" in term.until(b"marvin> ")
-        yield term
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(main)
-    assert b"Traceback" not in term.seen, term.seen.decode(errors="replace")
-
-
-def test_an_interactive_session_keeps_history(sqlite_url: str, tmp_path: Path) -> None:
-    history = tmp_path / "history"
+def _shell_on_a_pty(
+    sqlite_url: str, history: Path, **popen: Any
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`marvin shell --user bob` on a new pty; the process and the pty's main side."""
     env = {
         **os.environ,
         "MARVIN_DATABASE__URL": sqlite_url,
@@ -113,8 +83,35 @@ def test_an_interactive_session_keeps_history(sqlite_url: str, tmp_path: Path) -
         cwd=ROOT,
         env=env,
         close_fds=True,
+        **popen,
     )
     os.close(child)
+    return proc, main
+
+
+@pytest.fixture
+def terminal(sqlite_url: str, tmp_path: Path) -> Iterator[Terminal]:
+    proc, main = _shell_on_a_pty(
+        sqlite_url,
+        tmp_path / "history",
+        start_new_session=True,
+        preexec_fn=_controlling_terminal,
+    )
+    term = Terminal(proc, main)
+    try:
+        assert b"Marvin shell as @bob" in term.until(b"marvin> ")
+        yield term
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert b"Traceback" not in term.seen, term.seen.decode(errors="replace")
+
+
+def test_an_interactive_session_keeps_history(sqlite_url: str, tmp_path: Path) -> None:
+    history = tmp_path / "history"
+    proc, main = _shell_on_a_pty(sqlite_url, history)
     try:
         banner = read_until(main, b"marvin> ")
         assert b"Marvin shell as @bob in #production" in banner
