@@ -305,6 +305,9 @@ class ChangeLockConfig(Section):
 class ShellConfig(Section):
     email_domain: str = "example.com"
     default_user: str = "alice"
+    # How long an exiting shell waits for what its commands put in the outbox (issues,
+    # notes, announcements); what is left then is `marvin serve`'s to deliver.
+    drain_seconds: float = Field(5, ge=0, le=120)
 
 
 class LoggingConfig(Section):
