@@ -282,6 +282,15 @@ class IncidentsConfig(Section):
     labels: IncidentLabels = IncidentLabels()
     # At most this many "what changed" entries go on a new incident's timeline (the newest).
     max_timeline_entries: int = Field(50, ge=1, le=500)
+    # In Slack, this reaction on a message in the production channel (or the status
+    # channel, or a thread under Marvin's word of an incident) puts that message on the
+    # incident's timeline. Without colons.
+    timeline_reaction: str = Field("pushpin", pattern=r"^:?[a-z0-9_+'-]{1,100}:?$")
+
+    @field_validator("timeline_reaction")
+    @classmethod
+    def _reaction(cls, value: str) -> str:
+        return value.strip(":")
 
 
 class Freeze(Section):

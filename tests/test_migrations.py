@@ -22,6 +22,7 @@ TABLES = {
     "flag_changes",
     "watches",
     "incidents",
+    "incident_pins",
     "local_issues",
     "outbox",
     "confirmations",

@@ -209,6 +209,22 @@ class IncidentEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class IncidentPin(Base):
+    """A chat message put on an incident's timeline (a reaction): once, however often it is
+    pinned."""
+
+    __tablename__ = "incident_pins"
+    __table_args__ = (UniqueConstraint("incident_id", "source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    # Where the message is: "<chat>:<channel>:<ts>".
+    source: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[int] = mapped_column(ForeignKey("incident_events.id", ondelete="CASCADE"))
+    pinned_by: Mapped[str] = mapped_column(String(255))
+    pinned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class LocalIssueNote(Base):
     """A note on an issue of the embedded tracker (an incident's timeline, its updates)."""
 
