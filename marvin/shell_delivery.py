@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 from marvin.adapters.issues import Issue
 from marvin.clock import Clock, as_utc
 from marvin.config import Settings
-from marvin.incidents import ISSUE_KINDS, shown_ref
+from marvin.incidents import shown_ref
 from marvin.issue_delivery import ISSUE_MAX_ATTEMPTS, issue_sinks
+from marvin.issue_delivery import KINDS as ISSUE_KINDS
 from marvin.outbox import ANNOUNCE, OutboxWorker, Sink
 from marvin.services import Services
 from marvin.store.db import Store

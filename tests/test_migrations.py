@@ -23,6 +23,7 @@ TABLES = {
     "watches",
     "incidents",
     "incident_pins",
+    "change_requests",
     "local_issues",
     "outbox",
     "confirmations",
