@@ -8,11 +8,17 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
 from marvin.config import CONFIG_ENV, ConfigError, Settings, load_settings
 from marvin.logs import configure_logging
+
+if TYPE_CHECKING:
+    from marvin.outbox import Sink
+    from marvin.services import Services
+    from marvin.shell_delivery import ChatSinks
 
 log = structlog.get_logger(__name__)
 
@@ -164,15 +170,47 @@ def _shell(settings: Settings, args: argparse.Namespace) -> int:
                 channel=args.channel,
                 dm=args.dm,
                 as_json=args.json,
+                chat_sinks=_slack_sinks(settings),
             )
 
         shell = runner.run(build())
+        shell.start_delivery()
         try:
             if sys.stdin.isatty() and not args.json:
                 return shell.run_interactive(runner)
             return shell.run_stream(sys.stdin, runner)
         finally:
+            try:
+                shell.finish_delivery()
+            except KeyboardInterrupt:
+                pass  # what is left stays in the outbox, for `marvin serve`
             runner.run(close(shell.services))
+
+
+def _slack_sinks(settings: Settings) -> ChatSinks | None:
+    """With the production channel in Slack and its bot token here, the shell posts its
+    announcements itself; without the token they wait for `marvin serve`."""
+    if settings.production_channel.chat_in_use() != "slack":
+        return None
+    from marvin.metrics import Metrics
+    from marvin.outbox import ANNOUNCE
+    from marvin.slack.announce import SlackAnnouncer, SlackDirectMessenger
+    from marvin.slack.secrets import SlackSecrets
+    from marvin.slack.server import make_client
+    from marvin.watches import dm_kind
+
+    secrets = SlackSecrets.from_env()
+    if secrets.bot_token is None:
+        return None
+
+    def sinks(services: Services) -> dict[str, Sink]:
+        client, metrics = make_client(settings, secrets), Metrics()
+        return {
+            ANNOUNCE: SlackAnnouncer(client, metrics),
+            dm_kind("slack"): SlackDirectMessenger(client, metrics),
+        }
+
+    return sinks
 
 
 def _serve_problems(settings: Settings) -> list[str]:

@@ -282,6 +282,15 @@ class IncidentsConfig(Section):
     labels: IncidentLabels = IncidentLabels()
     # At most this many "what changed" entries go on a new incident's timeline (the newest).
     max_timeline_entries: int = Field(50, ge=1, le=500)
+    # In Slack, this reaction on a message in the production channel (or the status
+    # channel, or a thread under Marvin's word of an incident) puts that message on the
+    # incident's timeline. Without colons.
+    timeline_reaction: str = Field("pushpin", pattern=r"^:?[a-z0-9_+'-]{1,100}:?$")
+
+    @field_validator("timeline_reaction")
+    @classmethod
+    def _reaction(cls, value: str) -> str:
+        return value.strip(":")
 
 
 class Freeze(Section):
@@ -305,6 +314,9 @@ class ChangeLockConfig(Section):
 class ShellConfig(Section):
     email_domain: str = "example.com"
     default_user: str = "alice"
+    # How long an exiting shell waits for what its commands put in the outbox (issues,
+    # notes, announcements); what is left then is `marvin serve`'s to deliver.
+    drain_seconds: float = Field(5, ge=0, le=120)
 
 
 class LoggingConfig(Section):

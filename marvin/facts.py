@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from marvin.accounts import account_for_handle
 from marvin.adapters.errors import AdapterError
+from marvin.changes import running_blockers
 from marvin.models import Invocation
 from marvin.services import Services
 from marvin.store.tables import Incident
@@ -63,6 +64,15 @@ class OpenIncident:
 
 
 @dataclass(frozen=True)
+class RunningChange:
+    """A change request of criticality 1 or 2 under way: it locks other changes."""
+
+    ref: str
+    criticality: int
+    title: str
+
+
+@dataclass(frozen=True)
 class Facts:
     """What every production change is judged by, beyond its own plan."""
 
@@ -70,6 +80,7 @@ class Facts:
     presence: Known[str | None] | Unknown
     oncall: Known[OnCall] | Unknown
     incidents: tuple[OpenIncident, ...]
+    changes: tuple[RunningChange, ...] = ()
 
 
 async def _presence(services: Services, inv: Invocation) -> str | None:
@@ -82,8 +93,9 @@ async def _presence(services: Services, inv: Invocation) -> str | None:
 
 async def _local(
     services: Services, now: datetime
-) -> tuple[Known[OnCall] | Unknown, tuple[OpenIncident, ...]]:
-    """Who is on call (and whether Marvin has them away) and the open incidents: one read."""
+) -> tuple[Known[OnCall] | Unknown, tuple[OpenIncident, ...], tuple[RunningChange, ...]]:
+    """Who is on call (and whether Marvin has them away), the open incidents and the
+    changes under way: one read."""
     handle = await fetch(services.oncall.on_call(now))
     async with services.store.transaction() as session:
         account = (
@@ -99,15 +111,19 @@ async def _local(
         incidents = tuple(
             OpenIncident(ref=str(r.id), severity=r.severity, title=r.title) for r in rows
         )
+        changes = tuple(
+            RunningChange(ref=str(c.id), criticality=c.criticality, title=c.title)
+            for c in await running_blockers(session=session)
+        )
     if not isinstance(handle, Known):
-        return handle, incidents
+        return handle, incidents, changes
     away = account is not None and account.away_since is not None
-    return Known(OnCall(handle.value, away=away)), incidents
+    return Known(OnCall(handle.value, away=away)), incidents, changes
 
 
 async def gather(services: Services, inv: Invocation, now: datetime) -> Facts:
     """The facts of a production change: the chat asked while Marvin's own are read."""
-    presence, (oncall, incidents) = await asyncio.gather(
+    presence, (oncall, incidents, changes) = await asyncio.gather(
         fetch(_presence(services, inv)), _local(services, now)
     )
-    return Facts(presence=presence, oncall=oncall, incidents=incidents)
+    return Facts(presence=presence, oncall=oncall, incidents=incidents, changes=changes)

@@ -30,7 +30,15 @@ from marvin.flags import FlagState
 from marvin.models import Announcement
 from marvin.outbox import ANNOUNCE, enqueue
 from marvin.services import Services
-from marvin.store.tables import Account, FlagChange, Incident, IncidentEvent, OutboxMessage, Watch
+from marvin.store.tables import (
+    Account,
+    FlagChange,
+    Incident,
+    IncidentEvent,
+    IncidentPin,
+    OutboxMessage,
+    Watch,
+)
 from marvin.watches import dm_kind
 
 OPEN = "open"
@@ -610,7 +618,68 @@ async def link_issue(
     return incident
 
 
+async def pin(
+    *,
+    session: AsyncSession,
+    incident: Incident,
+    text: str,
+    occurred_at: datetime,
+    source: str | None,
+    pinned_by: str,
+    now: datetime,
+    request_id: str,
+) -> IncidentEvent | None:
+    """Something said in chat, on the timeline at the time it was said (a note with its
+    `/timeline` event). A message (`source`) goes on once: None when it already is."""
+    if source is not None and await pinned(session=session, incident_id=incident.id, source=source):
+        return None
+    incident.updated_at = now
+    event = await add_event(
+        session=session,
+        incident=incident,
+        kind="chat",
+        text=text,
+        occurred_at=occurred_at,
+        author=pinned_by,
+        now=now,
+        request_id=request_id,
+    )
+    if source is not None:
+        session.add(
+            IncidentPin(
+                incident_id=incident.id,
+                source=source,
+                event_id=event.id,
+                pinned_by=pinned_by,
+                pinned_at=now,
+            )
+        )
+        await session.flush()
+    return event
+
+
 # --- reading -------------------------------------------------------------------------------
+
+
+async def pinned(*, session: AsyncSession, incident_id: int, source: str) -> bool:
+    found = await session.scalar(
+        select(IncidentPin.id).where(
+            IncidentPin.incident_id == incident_id, IncidentPin.source == source
+        )
+    )
+    return found is not None
+
+
+async def latest_open(*, session: AsyncSession) -> Incident | None:
+    """The incident declared last among those not resolved: the one chat is about."""
+    return (
+        await session.scalars(
+            select(Incident)
+            .where(Incident.state != RESOLVED)
+            .order_by(Incident.created_at.desc(), Incident.id.desc())
+            .limit(1)
+        )
+    ).first()
 
 
 async def get(*, session: AsyncSession, incident_id: int) -> Incident | None:

@@ -36,7 +36,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin import incidents
+from marvin import changes, flag_log, incidents
 from marvin.adapters.errors import AdapterError, NotFound, Refused
 from marvin.adapters.gitlab_issues import (
     IncidentTracker,
@@ -50,7 +50,13 @@ from marvin.clock import Clock, as_utc
 from marvin.outbox import DeliveryError, OutboxWorker, Sink
 from marvin.services import Services
 from marvin.store.db import Store, database_answers
-from marvin.store.tables import Incident, LocalIssue, LocalIssueNote, OutboxMessage
+from marvin.store.tables import (
+    ChangeRequest,
+    Incident,
+    LocalIssue,
+    LocalIssueNote,
+    OutboxMessage,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +66,8 @@ ISSUE_MAX_ATTEMPTS = 10_000
 # How soon a note asks again whether its issue exists, when the creation isn't scheduled.
 WAIT_FOR_ISSUE = 60.0
 _LOCAL_REF = re.compile(r"^#?(\d{1,9})$")
+# Every kind the issue loop delivers: incidents' issues and the flag log.
+KINDS = (*incidents.ISSUE_KINDS, *flag_log.KINDS, *changes.KINDS)
 Linked = Callable[[Incident, Issue], None]
 _FALLBACK_TEMPLATE = (
     "## Summary\n\n## Impact\n\n## Detection\n\n## Timeline\n\n## Root cause\n\n"
@@ -365,11 +373,169 @@ class IssueDelivery:
         raise DeliveryError(f"waiting for {incidents.shown_ref(incident)}'s issue", after=wait)
 
 
+# --- the flag log ----------------------------------------------------------------------------
+
+
+def tracker_for(services: Services, project: str | None) -> IncidentTracker:
+    """The tracker holding `project`'s issues (None: the configured tracker's own). The
+    embedded tracker has one project: every reference is to it."""
+    if project is None or services.settings.issues.backend != "gitlab":
+        return incident_tracker(services)
+    from marvin.adapters.gitlab import GitLabClient
+    from marvin.adapters.gitlab_issues import GitLabIssueTracker
+    from marvin.wiring import gitlab_token
+
+    gitlab = services.settings.gitlab
+    assert gitlab.url  # backend_problems refuses the config otherwise
+    client = GitLabClient(gitlab.url, gitlab_token(), gitlab.timeout_seconds)
+    return GitLabIssueTracker(client, project)
+
+
+class FlagLogDelivery:
+    """Each flag change as an issue in the flag log project, closed at once, and its note
+    on the rollout issue (`marvin.flag_log`)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._trackers: dict[str | None, IncidentTracker] = {}
+
+    def sinks(self) -> dict[str, Sink]:
+        return {flag_log.LOG_ISSUE: _Sink(self.log), flag_log.ROLLOUT_NOTE: _Sink(self.rollout)}
+
+    def _tracker(self, project: str | None) -> IncidentTracker:
+        if project not in self._trackers:
+            self._trackers[project] = tracker_for(self.services, project)
+        return self._trackers[project]
+
+    async def _attempts(self, key: str) -> int:
+        async with self.services.store.transaction() as session:
+            attempts = await session.scalar(
+                select(OutboxMessage.attempts).where(OutboxMessage.idempotency_key == key)
+            )
+        return int(attempts or 1)
+
+    async def log(self, payload: Mapping[str, Any], key: str) -> None:
+        project = self.services.settings.issues.flag_log_project
+        if not project:
+            return  # the log was switched off since: nothing to write it to
+        tracker = self._tracker(project)
+        marker = str(payload["marker"])
+        try:
+            issue = await tracker.find_marked(marker) if await self._attempts(key) > 1 else None
+            if issue is None:
+                issue = await tracker.open_issue(
+                    NewIssue(
+                        title=str(payload["title"]),
+                        description=f"{payload['description']}\n\n{marker_comment(marker)}",
+                        labels=tuple(str(label) for label in payload["labels"]),
+                        author=str(payload["author"]),
+                    )
+                )
+            if issue.state != "closed":
+                await tracker.update(issue.ref, add_labels=[], remove_labels=[], close=True)
+        except AdapterError as exc:
+            raise DeliveryError(exc.shown()) from None
+
+    async def rollout(self, payload: Mapping[str, Any], key: str) -> None:
+        found = flag_log.split_ref(str(payload["ref"]))
+        if found is None:
+            raise DeliveryError(f"{payload['ref']!r} names no issue", retry=False)
+        project, iid = found
+        tracker = self._tracker(project)
+        marker = str(payload["marker"])
+        try:
+            if await self._attempts(key) > 1 and await tracker.has_note(f"#{iid}", marker):
+                return
+            await tracker.add_note(f"#{iid}", str(payload["body"]), marker=marker)
+        except NotFound as exc:
+            # A rollout issue that isn't there won't appear by waiting: failed, and shown.
+            raise DeliveryError(exc.shown(), retry=False) from None
+        except AdapterError as exc:
+            raise DeliveryError(exc.shown()) from None
+
+
+class ChangeDelivery:
+    """A change request's issue (from the `change_checklist` template) and its labels."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.tracker = incident_tracker(services)
+
+    def sinks(self) -> dict[str, Sink]:
+        return {changes.CHANGE_CREATE: _Sink(self.create), changes.CHANGE_SYNC: _Sink(self.sync)}
+
+    async def _read(self, payload: Mapping[str, Any], key: str) -> tuple[ChangeRequest | None, int]:
+        async with self.services.store.transaction() as session:
+            change = await session.get(ChangeRequest, int(payload["change_id"]))
+            attempts = await session.scalar(
+                select(OutboxMessage.attempts).where(OutboxMessage.idempotency_key == key)
+            )
+        return change, int(attempts or 1)
+
+    async def create(self, payload: Mapping[str, Any], key: str) -> None:
+        change, attempts = await self._read(payload, key)
+        if change is None or change.issue_ref:
+            return
+        marker = str(payload["marker"])
+        add, _ = changes.labels(change, self.services.settings)
+        try:
+            issue = await self.tracker.find_marked(marker) if attempts > 1 else None
+            if issue is None:
+                template = await self.tracker.template(changes.TEMPLATE)
+                issue = await self.tracker.open_issue(
+                    NewIssue(
+                        title=str(payload["title"]),
+                        description="\n\n".join(
+                            [
+                                str(payload["header"]),
+                                (template or changes.bundled_template()).strip(),
+                                marker_comment(marker),
+                            ]
+                        ),
+                        labels=tuple(add),
+                        author=change.requested_by,
+                    )
+                )
+        except AdapterError as exc:
+            raise DeliveryError(exc.shown()) from None
+        async with self.services.store.transaction(write=True) as session:
+            await changes.link_issue(
+                session=session,
+                change_id=change.id,
+                ref=issue.ref,
+                url=issue.url,
+                now=self.services.clock.now(),
+            )
+
+    async def sync(self, payload: Mapping[str, Any], key: str) -> None:
+        change, _ = await self._read(payload, key)
+        if change is None:
+            return
+        if not change.issue_ref:
+            raise DeliveryError(
+                f"waiting for {changes.shown_ref(change)}'s issue", after=WAIT_FOR_ISSUE / 4
+            )
+        add, remove = changes.labels(change, self.services.settings)
+        try:
+            await self.tracker.update(
+                change.issue_ref,
+                add_labels=add,
+                remove_labels=remove,
+                close=change.state == changes.DONE,
+            )
+        except AdapterError as exc:
+            raise DeliveryError(exc.shown()) from None
+
+
 def issue_sinks(
     services: Services, tracker: IncidentTracker | None = None, *, on_linked: Linked | None = None
 ) -> dict[str, Sink]:
     """The sinks of the `issue:*` outbox kinds, for a worker of their own."""
-    return IssueDelivery(services, tracker, on_linked=on_linked).sinks()
+    return {
+        **IssueDelivery(services, tracker, on_linked=on_linked).sinks(),
+        **FlagLogDelivery(services).sinks(),
+        **ChangeDelivery(services).sinks(),
+    }
 
 
 def issue_worker(services: Services, *, on_linked: Linked | None = None) -> OutboxWorker:
@@ -388,7 +554,7 @@ async def pending(store: Store) -> tuple[int, datetime | None]:
         count, due = (
             await session.execute(
                 select(func.count(), func.min(OutboxMessage.next_attempt_at)).where(
-                    OutboxMessage.kind.in_(incidents.ISSUE_KINDS),
+                    OutboxMessage.kind.in_(KINDS),
                     OutboxMessage.status == "pending",
                 )
             )

@@ -104,6 +104,10 @@ class OutboxWorker:
         # Set when something was just enqueued: the delivery job runs now, not at its poll.
         self.wakeup = asyncio.Event()
 
+    @property
+    def kinds(self) -> list[str]:
+        return list(self._sinks)
+
     def wake(self) -> None:
         self.wakeup.set()
 

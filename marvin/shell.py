@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,7 +16,8 @@ from marvin.logs import redact_text
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import ANNOUNCE, OutboxWorker
 from marvin.services import Services
-from marvin.wiring import build_pipeline
+from marvin.shell_delivery import ChatSinks, ShellDelivery, pending_text
+from marvin.wiring import build_pipeline, build_services, close
 
 PROMPT = "marvin> "
 HISTORY = Path(os.environ.get("MARVIN_HISTORY", Path.home() / ".marvin_history"))
@@ -39,6 +41,7 @@ class Shell:
         dm: bool = False,
         as_json: bool = False,
         out: TextIO | None = None,
+        chat_sinks: ChatSinks | None = None,
     ) -> None:
         self.services = services
         self.pipeline = build_pipeline(services)
@@ -59,6 +62,45 @@ class Shell:
         self.chat = services.settings.production_channel.chat_in_use()
         sinks = {ANNOUNCE: TerminalChannel()} if self.chat == "none" else {}
         self.outbox = OutboxWorker(services.store, sinks, services.clock)
+        # Posting to Slack itself needs its token (the CLI builds those sinks when it has it).
+        self.chat_sinks: ChatSinks | None = (
+            (lambda _services: {ANNOUNCE: TerminalChannel()}) if self.chat == "none" else chat_sinks
+        )
+        self.delivery: ShellDelivery | None = None
+        # The delivery thread prints too (an issue's link): one line at a time.
+        self._writing = threading.Lock()
+
+    def start_delivery(self) -> None:
+        """Deliver what commands put in the outbox while the shell runs (issues, notes,
+        announcements), in a thread of its own."""
+        self.delivery = ShellDelivery(
+            self.services.settings,
+            clock=self.services.clock,
+            build=lambda settings, clock: build_services(settings, clock=clock),
+            close=close,
+            notify=self.notice,
+            chat_sinks=self.chat_sinks,
+        )
+        self.delivery.start()
+
+    def finish_delivery(self) -> int:
+        """Before exiting: what is due within `shell.drain_seconds` is delivered; the rest
+        stays for `marvin serve`, and the shell says so. Returns how much is left."""
+        if self.delivery is None:
+            return 0
+        left = self.delivery.finish(self.services.settings.shell.drain_seconds)
+        self.delivery = None
+        text = pending_text(left)
+        if text:
+            self.notice(f"⏳ {text}")
+        return left
+
+    def notice(self, text: str) -> None:
+        """News that is no command's reply: on stdout, or stderr when stdout is JSON."""
+        stream = sys.stderr if self.as_json else self.out
+        with self._writing:
+            stream.write(text + "\n")
+            stream.flush()
 
     def invocation(self, text: str) -> Invocation:
         domain = self.services.settings.shell.email_domain
@@ -77,9 +119,15 @@ class Shell:
         reply = await self.pipeline.handle(self.invocation(text))
         self.render(reply)
         await self.outbox.deliver_due()
+        if self.delivery is not None:
+            self.delivery.wake()
         return reply
 
     def render(self, reply: Reply) -> None:
+        with self._writing:
+            self._render(reply)
+
+    def _render(self, reply: Reply) -> None:
         if self.as_json:
             self.out.write(json.dumps(reply.as_json(), ensure_ascii=False) + "\n")
         else:
@@ -91,11 +139,12 @@ class Shell:
                 )
             if reply.announcement:
                 channel = self.services.settings.production_channel.name
-                via = (
-                    ""
-                    if self.chat == "none"
-                    else f" (posted in {self.chat.title()} by marvin serve)"
-                )
+                if self.chat == "none":
+                    via = ""
+                elif self.delivery is not None and self.delivery.posts_chat:
+                    via = f" (posted in {self.chat.title()})"
+                else:
+                    via = f" (posted in {self.chat.title()} by marvin serve)"
                 self.out.write(f"📣 #{channel}{via}: {reply.announcement.text}\n")
         self.out.flush()
 

@@ -245,10 +245,18 @@ class SlackRig:
             channel_id=channel_id,
             channel_name=channel_name,
             response_url=url,
-            trigger_id=slack_requests.new_trigger_id(),
+            # One Slack would exchange for a form (views.open), as in a real command.
+            trigger_id=self.api.new_trigger_id(),
             timestamp=timestamp,
         )
         return await _ack(await self.post(body, headers), url)
+
+    async def submit(self, who: str, view: dict[str, Any], values: dict[str, Any]) -> Ack:
+        """`who` fills in a form Marvin opened (`view`, as views.open answered) and submits."""
+        body, headers = slack_requests.view_submission(
+            SECRET, user_id=user_id(who), user_name=who, view=view, values=values
+        )
+        return await _ack(await self.post(body, headers))
 
     async def event(
         self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None

@@ -22,6 +22,8 @@ TABLES = {
     "flag_changes",
     "watches",
     "incidents",
+    "incident_pins",
+    "change_requests",
     "local_issues",
     "outbox",
     "confirmations",

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin import flag_log
 from marvin.adapters.errors import AdapterError
 from marvin.adapters.flags import Embedded
 from marvin.clock import as_utc, spoken
@@ -135,6 +136,14 @@ class FeatureSet(_Named):
     issue: str | None = Field(None, min_length=1, max_length=255)
     ignore_production_check: str | None = Field(None, min_length=3, max_length=500)
     ignore_feature_flag_consistency_check: bool = False
+    rollout_issue: str | None = Field(None, min_length=2, max_length=255)
+
+    @field_validator("rollout_issue")
+    @classmethod
+    def _rollout_issue(cls, value: str | None) -> str | None:
+        if value is not None and flag_log.split_ref(value) is None:
+            raise ValueError("name an issue as #12, group/project#12 or its URL")
+        return value.strip() if value is not None else None
 
     @model_validator(mode="after")
     def _coherent(self) -> FeatureSet:
@@ -334,6 +343,23 @@ async def record_change(session: AsyncSession, plan: FlagPlan, ctx: Context) -> 
             created_at=ctx.now,
         )
     )
+    await flag_log.record(
+        session=session,
+        settings=ctx.services.settings,
+        change=flag_log.LoggedChange(
+            flag=plan.flag,
+            environment=plan.env.value,
+            action=plan.action,
+            before=plan.before.describe() if plan.before else "new",
+            after=plan.after.describe() if plan.after else "deleted",
+            actor=caller.handle,
+            override_reason=plan.override_reason,
+            deviation=plan.issue_ref,
+            rollout_issue=plan.rollout_issue,
+        ),
+        now=ctx.now,
+        request_id=ctx.invocation.request_id,
+    )
     window, until = _watch_until(ctx)
     oncall = ctx.facts.oncall if ctx.facts else None
     oncall_handle = oncall.value.handle if isinstance(oncall, Known) else None
@@ -385,6 +411,8 @@ class SetHandler(_FlagChange):
             return plan
         if cmd.ignore_feature_flag_consistency_check:
             plan = replace(plan, skip_consistency=True)
+        if cmd.rollout_issue:
+            plan = replace(plan, rollout_issue=cmd.rollout_issue)
         if plan.after == (plan.before or OFF):
             state = plan.after.describe() if plan.after else "off"
             return Done(f"`{cmd.name}` is already {state} in {env.value}; nothing changed.")
@@ -642,6 +670,7 @@ SPECS = (
             Opt("namespace", "only these namespaces (groups or users)", "namespaces"),
             Opt("feature-group", "only these feature groups, e.g. gitlab_team_members", "names"),
             Opt("issue", "an approved deviation issue (#12, group/project#12 or its URL)", "ref"),
+            Opt("rollout-issue", "the flag's rollout issue: it gets a note of the change", "ref"),
             _OVERRIDE,
             Opt(
                 "ignore-feature-flag-consistency-check",

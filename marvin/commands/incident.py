@@ -27,6 +27,7 @@ Decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -135,6 +136,31 @@ class IncidentShow(_ById):
 
 class IncidentUpdate(_ById):
     text: str = Field(min_length=1, max_length=2000)
+
+
+class IncidentTimeline(CommandModel):
+    text: str = Field(min_length=1, max_length=2000)
+    incident: int | None = Field(None, ge=1, le=2_000_000_000)
+    at: datetime | None = None
+    # The chat message it comes from (a pinned one), so that it goes on once.
+    message: str | None = Field(None, min_length=3, max_length=200)
+
+    @field_validator("incident", mode="before")
+    @classmethod
+    def _incident(cls, value: Any) -> Any:
+        return value.strip().removeprefix("#") if isinstance(value, str) else value
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().upper().removesuffix("UTC").strip().replace(" ", "T")
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("a time is like 2026-03-02 10:05 (UTC)") from None
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class IncidentSeverity(_ById):
@@ -572,6 +598,87 @@ class UpdateHandler(Handler[IncidentUpdate]):
         )
 
 
+# --- timeline (a message from chat, pinned) --------------------------------------------------
+
+# A clock a little ahead of ours is not "the future".
+_SKEW = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class TimelinePlan(Change):
+    incident_id: int
+    text: str
+    at: datetime
+    message: str | None
+
+    def summary(self) -> str:
+        return f"incident timeline {self.incident_id}"
+
+
+class TimelineHandler(Handler[IncidentTimeline]):
+    async def plan(self, cmd: IncidentTimeline, ctx: Context) -> Plan:
+        if ctx.caller.person is None:
+            return Done(
+                "I can't find you in the roles registry, so I can't put your name on an "
+                "incident's timeline. Ask to be added to the directory.",
+                False,
+                "denied",
+            )
+        if cmd.incident is not None:
+            incident = await _find(ctx, cmd.incident)
+            if isinstance(incident, Done):
+                return incident
+        else:
+            async with ctx.read() as session:
+                found = await incidents.latest_open(session=session)
+            if found is None:
+                return Done(
+                    "No incident is open, so there is no timeline to add that to.",
+                    False,
+                    "not_found",
+                )
+            incident = found
+        ref = incidents.shown_ref(incident)
+        at = as_utc(cmd.at) if cmd.at is not None else ctx.now
+        if at > ctx.now + _SKEW:
+            return Done(f"{at:%Y-%m-%d %H:%M UTC} is in the future.", False, "usage")
+        if cmd.message is not None:
+            async with ctx.read() as session:
+                if await incidents.pinned(
+                    session=session, incident_id=incident.id, source=cmd.message
+                ):
+                    return Done(f"That message is already on {ref}'s timeline.")
+        return TimelinePlan(incident.id, _one_line(cmd.text), at, cmd.message)
+
+    async def record(
+        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    ) -> Outcome:
+        assert isinstance(plan, TimelinePlan)
+        incident = await session.get(Incident, plan.incident_id)
+        if incident is None:
+            return Outcome(f"There is no incident {plan.incident_id} any more.")
+        who = ctx.caller.handle
+        ref = incidents.shown_ref(incident)
+        event = await incidents.pin(
+            session=session,
+            incident=incident,
+            text=f"{plan.text} (added by @{who})",
+            occurred_at=plan.at,
+            source=plan.message,
+            pinned_by=who,
+            now=ctx.now,
+            request_id=ctx.invocation.request_id,
+        )
+        if event is None:  # pinned by someone else meanwhile
+            return Outcome(f"That message is already on {ref}'s timeline.")
+        return Outcome(
+            f"Added to {ref}'s timeline at {plan.at:%H:%M UTC}; it goes on its issue as a "
+            "timeline note.",
+            fields=_fields(incident),
+            details={"incident": incident.id, "message": plan.message},
+        )
+
+
 # --- list, show ----------------------------------------------------------------------------
 
 
@@ -691,6 +798,24 @@ SPECS = (
         (_ID, Arg("text", "what happened or was found", rest=True)),
         plans=(UpdatePlan,),
         examples=('incident update 3 "Rolled back the deploy; errors dropping"',),
+    ),
+    CommandSpec(
+        "incident",
+        "timeline",
+        "Put something on an incident's timeline at the time it happened (in Slack, a "
+        ":pushpin: reaction on a message does it).",
+        IncidentTimeline,
+        TimelineHandler(),
+        (Arg("text", "what happened", rest=True),),
+        (
+            Opt("incident", "which (default: the one declared last that is not resolved)", "id"),
+            Opt("at", "when it happened, UTC (default: now)", "time"),
+            Opt("message", "the chat message it comes from, so it goes on once", "key"),
+        ),
+        plans=(TimelinePlan,),
+        examples=(
+            'incident timeline "Error rate back to normal" --incident 3 --at "2026-03-02 10:42"',
+        ),
     ),
     CommandSpec(
         "incident",

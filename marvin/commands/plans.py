@@ -33,6 +33,8 @@ class FlagPlan(ProductionChange):
     override_reason: str | None = None
     # --ignore-feature-flag-consistency-check: production may differ from staging.
     skip_consistency: bool = False
+    # --rollout-issue: the flag's rollout issue, which gets a note of the change.
+    rollout_issue: str | None = None
 
     @property
     def exposure_before(self) -> Decimal:
@@ -99,6 +101,7 @@ class FlagPlan(ProductionChange):
             remote=True,
             issue_ref=intent.get("issue_ref"),
             override_reason=intent.get("override_reason"),
+            rollout_issue=intent.get("rollout_issue"),
         )
 
     def intent(self) -> dict[str, Any]:
@@ -112,6 +115,7 @@ class FlagPlan(ProductionChange):
             "after": self.after.model_dump(mode="json") if self.after else None,
             "issue_ref": self.issue_ref,
             "override_reason": self.override_reason,
+            "rollout_issue": self.rollout_issue,
         }
 
 

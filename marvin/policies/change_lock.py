@@ -6,7 +6,8 @@ from marvin.policies.base import Decision, Request
 
 
 class ChangeLockPolicy:
-    """A serious open incident or a freeze window stops changes, unless overridden."""
+    """A serious open incident, a critical change under way (C1/C2) or a freeze window
+    stops changes, unless overridden."""
 
     name = "change_lock"
     mandatory = True
@@ -26,6 +27,10 @@ class ChangeLockPolicy:
                 f"incident {i.ref} (S{i.severity}) “{i.title}” is open"
                 for i in req.facts.incidents
                 if i.severity in settings.incident_severities
+            ]
+            locks += [
+                f"change {c.ref} (C{c.criticality}) “{c.title}” is under way"
+                for c in req.facts.changes
             ]
         for freeze in settings.freezes:
             if impact.environment in freeze.environments and (

@@ -35,7 +35,9 @@ from marvin.models import Invocation, Place, Reply
 from marvin.outbox import OutboxWorker
 from marvin.pipeline import Pipeline
 from marvin.slack.errors import error_name
+from marvin.slack.modals import DECLARE_CALLBACK, TITLE, declare_view, opens_form, read_declare
 from marvin.slack.people import SlackPeople
+from marvin.slack.pins import pin_command, reaction_matches
 from marvin.slack.render import BUTTON_COMMANDS, escape, reply_message
 from marvin.store.db import Store
 from marvin.workers import WorkPool
@@ -144,6 +146,8 @@ class SlackTransport:
         self.app.event("message")(self._on_message)
         for action_id in BUTTON_COMMANDS:
             self.app.action(action_id)(self._on_button)
+        self.app.view(DECLARE_CALLBACK)(self._on_declare_form)
+        self.app.event("reaction_added")(self._on_reaction)
 
     def _bolt_app(self, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
         # While it is built, Bolt warns that the token "will be unused" (the client is given,
@@ -226,6 +230,13 @@ class SlackTransport:
 
     async def _on_command(self, ack: Any, body: dict[str, Any]) -> None:
         payload = _command_payload(body)
+        trigger = str(body.get("trigger_id") or "")
+        if trigger and opens_form(str(payload["text"])):
+            # Nothing is done until the form comes back: no inbox item, an empty ack, and
+            # the form opened at once (its trigger_id is good for 3 seconds).
+            await ack()
+            self._background(self._open_declare_form(trigger, payload))
+            return
         if self._refuse("command"):
             await ack(response_type="ephemeral", text=OVERLOADED)
             return
@@ -269,6 +280,49 @@ class SlackTransport:
             return
         self._spawn(self._work(item, "event", payload))
 
+    async def _on_reaction(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        """The timeline reaction on a message: the message goes on an incident's timeline
+        (`marvin.slack.pins`); every other reaction is none of Marvin's business."""
+        item = event.get("item") or {}
+        if item.get("type") != "message" or not reaction_matches(
+            str(event.get("reaction") or ""), self.settings
+        ):
+            return
+        event_id = str(body.get("event_id") or f"{item.get('channel')}:{event.get('event_ts')}")
+        payload = {
+            "user_id": event.get("user"),
+            "channel_id": item.get("channel"),
+            "item_ts": item.get("ts"),
+            "is_dm": False,
+            "text": "",
+        }
+        if self._refuse("event"):
+            return  # a pin is not worth an error message; the person can pin again
+        item_id = await self._accept(f"event:{event_id}", "reaction", payload)
+        if item_id is not None:
+            self._spawn(self._work(item_id, "reaction", payload))
+
+    async def _pin(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """The reaction's command, read from the message it is on; None: nothing to do."""
+        identity = self._identity
+        try:
+            text = await pin_command(
+                self.client,
+                self.settings,
+                payload,
+                bot_user_id=identity.bot_user_id if identity is not None else None,
+            )
+        except SlackApiError as exc:
+            self._api_error("conversations.history", exc)
+            await self._post_ephemeral(
+                str(payload.get("channel_id") or ""),
+                str(payload.get("user_id") or ""),
+                f"I couldn't read the message you pinned ({error_name(exc)}), so it isn't on "
+                "the incident's timeline; `incident timeline` adds it by hand.",
+            )
+            return None
+        return {**payload, "text": text} if text is not None else None
+
     async def _on_button(self, ack: Any, body: dict[str, Any]) -> None:
         payload = _action_payload(body)
         action = (body.get("actions") or [{}])[0]
@@ -288,6 +342,56 @@ class SlackTransport:
         await ack()
         if item is not None:
             self._spawn(self._work(item, "action", payload))
+
+    async def _open_declare_form(self, trigger_id: str, payload: dict[str, Any]) -> None:
+        view = declare_view(
+            self.settings,
+            channel_id=str(payload["channel_id"] or ""),
+            channel_name=payload.get("channel_name"),
+        )
+        try:
+            await self.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            self._api_error("views.open", exc)
+            await self._post_ephemeral(
+                str(payload["channel_id"] or ""),
+                str(payload["user_id"] or ""),
+                f"I couldn't open the form ({error_name(exc)}). Type it whole instead: "
+                '`incident declare "<what is broken>" --severity 1..4`.',
+            )
+
+    async def _on_declare_form(self, ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        """The form came back: errors next to its fields, or the command, run as typed
+        where the form was opened (through the inbox, like any command)."""
+        submitted = read_declare(view, self.settings)
+        if submitted.text is None:
+            await ack(response_action="errors", errors=submitted.errors)
+            return
+        user = body.get("user") or {}
+        channel_id = submitted.channel_id
+        payload = {
+            "user_id": user.get("id"),
+            "user_name": user.get("username") or user.get("name"),
+            "channel_id": channel_id,
+            "channel_name": submitted.channel_name,
+            "is_dm": channel_id.startswith("D"),
+            "text": redact_text(submitted.text),
+            "response_url": None,  # the answer goes to where the form was opened
+        }
+        if self._refuse("view"):
+            await ack(response_action="errors", errors={TITLE: OVERLOADED})
+            return
+        try:
+            # A form is submitted once: its view id keeps a redelivery from declaring twice.
+            key = f"view:{view.get('id') or uuid.uuid4().hex}"
+            item = await self._accept(key, "command", payload)
+        except Exception:
+            log.exception("slack.accept_failed", kind="view")
+            await ack(response_action="errors", errors={TITLE: UNAVAILABLE})
+            return
+        await ack()
+        if item is not None:
+            self._spawn(self._work(item, "command", payload))
 
     def _refuse(self, kind: str) -> bool:
         """Too much waiting already: better a "no" now than an answer minutes late."""
@@ -420,10 +524,18 @@ class SlackTransport:
     ) -> None:
         try:
             request_id = f"slack-{item}"  # the same on a redo: one announcement, not two
+            if kind == "reaction":
+                pinned = await self._pin(payload)
+                if pinned is None:
+                    self.finisher.finish(item)
+                    return
+                payload = pinned
             inv = await self._invocation(request_id, payload, redelivered, asked)
             reply = await self._handle(inv)
             if kind == "event":
                 await self._in_thread(payload, reply)
+            elif kind == "reaction":  # only the one who pinned hears about it
+                await self._post_ephemeral(inv.place.id, inv.user_id, reply)
             else:  # a slash command or a button click: answered through its response_url
                 await self._answer(payload.get("response_url"), inv, reply)
         except BaseException:
@@ -521,6 +633,9 @@ class SlackTransport:
     async def _answer(self, response_url: Any, inv: Invocation, reply: Reply) -> None:
         """Privately, through the response_url; or, when that has expired or been used up,
         as an ephemeral message where the person is."""
+        if not response_url:  # a form's submission: answered where it was opened
+            await self._post_ephemeral(inv.place.id, inv.user_id, reply)
+            return
         message = {"response_type": "ephemeral", "replace_original": True, **reply_message(reply)}
         error = "no response_url"
         if response_url:

@@ -209,6 +209,47 @@ class IncidentEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class ChangeRequest(Base):
+    """A planned change to production (`change request`): its own issue, from the
+    `change_checklist` template; criticality 1 and 2 lock other changes while it runs."""
+
+    __tablename__ = "change_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(255))
+    criticality: Mapped[int] = mapped_column(Integer)
+    # requested, running, done
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    requested_by: Mapped[str] = mapped_column(String(255))
+    scheduled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    started_by: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The hidden marker in its issue's description, and the issue once it is opened.
+    marker: Mapped[str] = mapped_column(String(64), unique=True)
+    issue_ref: Mapped[str | None] = mapped_column(String(255))
+    issue_url: Mapped[str | None] = mapped_column(String(1000))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class IncidentPin(Base):
+    """A chat message put on an incident's timeline (a reaction): once, however often it is
+    pinned."""
+
+    __tablename__ = "incident_pins"
+    __table_args__ = (UniqueConstraint("incident_id", "source"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    # Where the message is: "<chat>:<channel>:<ts>".
+    source: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[int] = mapped_column(ForeignKey("incident_events.id", ondelete="CASCADE"))
+    pinned_by: Mapped[str] = mapped_column(String(255))
+    pinned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class LocalIssueNote(Base):
     """A note on an issue of the embedded tracker (an incident's timeline, its updates)."""
 

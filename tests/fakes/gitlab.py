@@ -895,6 +895,37 @@ class FakeGitLab(LoopbackServer):
         proj.labels[name] = label
         return label
 
+    def add_issue(
+        self,
+        project: GitLabProject | int | str,
+        title: str,
+        *,
+        author: GitLabUser | int | str,
+        labels: list[str] | None = None,
+        description: str | None = None,
+    ) -> Issue:
+        """An issue someone opened (a flag's rollout issue, a deviation)."""
+        proj = self.project(project)
+        now = _now()
+        issue = Issue(
+            id=self._next("issue"),
+            iid=proj.next_issue_iid,
+            project_id=proj.id,
+            title=title,
+            description=description,
+            state="opened",
+            labels=self._ensure_labels(proj, labels or []),
+            confidential=False,
+            issue_type="issue",
+            assignee_ids=[],
+            author_id=self._user_obj(author).id,
+            created_at=now,
+            updated_at=now,
+        )
+        proj.next_issue_iid += 1
+        proj.issues[issue.iid] = issue
+        return issue
+
     def add_file(
         self,
         project: GitLabProject | int | str,

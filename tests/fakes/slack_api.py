@@ -61,6 +61,10 @@ TRIGGER_TTL_SECONDS = 3.0
 _MAX_MESSAGE_BLOCKS = 50
 _MAX_VIEW_BLOCKS = 100
 _MAX_VIEW_TITLE = 24
+_MAX_PRIVATE_METADATA = 3000
+_MAX_CALLBACK_ID = 255
+_MAX_LABEL = 2000
+_MAX_OPTIONS = 100
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,10 @@ class FakeSlackAPI(LoopbackServer):
         bot_user_id: str = "UBOT",
         bot_id: str = "BBOT",
         bot_name: str = "marvin",
-        bot_scopes: str = "chat:write,commands,users:read,users:read.email,dnd:read,channels:read",
+        bot_scopes: str = (
+            "chat:write,commands,users:read,users:read.email,dnd:read,channels:read,"
+            "channels:history,reactions:read"
+        ),
         socket: FakeSocketModeServer | None = None,
         trigger_ttl: float = TRIGGER_TTL_SECONDS,
     ) -> None:
@@ -216,6 +223,8 @@ class FakeSlackAPI(LoopbackServer):
             "dnd.info": self._dnd_info,
             "views.open": self._views_open,
             "conversations.info": self._conversations_info,
+            "conversations.history": self._conversations_history,
+            "conversations.replies": self._conversations_replies,
             "apps.connections.open": self._apps_connections_open,
         }
 
@@ -336,6 +345,31 @@ class FakeSlackAPI(LoopbackServer):
     def messages(self, channel_id: str) -> list[JSONDict]:
         """Messages visible in a channel: posted, updated, or posted in_channel via response_url."""
         return list(self._messages.get(channel_id, []))
+
+    def add_message(
+        self, channel_id: str, user_id: str, text: str, *, thread_ts: str | None = None
+    ) -> str:
+        """Someone says `text` in a channel (in a thread, with `thread_ts`); its ts."""
+        self._user_or_error(user_id)
+        message: JSONDict = {
+            "type": "message",
+            "user": user_id,
+            "text": text,
+            "ts": self._next_ts(),
+            "team": self.team_id,
+        }
+        if thread_ts is not None:
+            message["thread_ts"] = thread_ts
+            parent = self._find_message(channel_id, thread_ts)
+            if parent is None:
+                raise ValueError(f"no message {thread_ts} in {channel_id}")
+            parent["thread_ts"] = thread_ts
+            parent["reply_count"] = int(parent.get("reply_count", 0)) + 1
+        self._messages.setdefault(channel_id, []).append(message)
+        return str(message["ts"])
+
+    def _find_message(self, channel_id: str, ts: str) -> JSONDict | None:
+        return next((m for m in self._messages.get(channel_id, []) if m["ts"] == ts), None)
 
     def views(self) -> list[JSONDict]:
         return list(self._views.values())
@@ -909,6 +943,59 @@ class FakeSlackAPI(LoopbackServer):
             problems.append(
                 f"[ERROR] no more than {_MAX_VIEW_BLOCKS} items allowed [json-pointer:/view/blocks]"
             )
+        else:
+            problems += self._input_problems(view, blocks)
+        if len(str(view.get("private_metadata", ""))) > _MAX_PRIVATE_METADATA:
+            problems.append(
+                f"[ERROR] must be less than {_MAX_PRIVATE_METADATA + 1} characters "
+                "[json-pointer:/view/private_metadata]"
+            )
+        if len(str(view.get("callback_id", ""))) > _MAX_CALLBACK_ID:
+            problems.append(
+                f"[ERROR] must be less than {_MAX_CALLBACK_ID + 1} characters "
+                "[json-pointer:/view/callback_id]"
+            )
+        return problems
+
+    @staticmethod
+    def _input_problems(view: JSONDict, blocks: list[Any]) -> list[str]:
+        """Input blocks as the Block Kit reference has them: a plain_text label, an element
+        (with at most 100 options), unique block ids, and a submit button on the view."""
+        problems: list[str] = []
+        seen: set[str] = set()
+        inputs = False
+        for i, block in enumerate(blocks):
+            where = f"[json-pointer:/view/blocks/{i}"
+            if not isinstance(block, dict):
+                problems.append(f"[ERROR] must be an object {where}]")
+                continue
+            block_id = block.get("block_id")
+            if block_id is not None:
+                if block_id in seen:
+                    problems.append(f"[ERROR] duplicate block_id {where}/block_id]")
+                seen.add(str(block_id))
+            if block.get("type") != "input":
+                continue
+            inputs = True
+            label = block.get("label")
+            if not isinstance(label, dict) or label.get("type") != "plain_text":
+                problems.append(f"[ERROR] must be a plain_text object {where}/label]")
+            elif len(str(label.get("text", ""))) > _MAX_LABEL:
+                problems.append(
+                    f"[ERROR] must be less than {_MAX_LABEL + 1} characters {where}/label/text]"
+                )
+            element = block.get("element")
+            if not isinstance(element, dict) or "type" not in element:
+                problems.append(f"[ERROR] missing required field: element {where}]")
+            elif len(element.get("options", [])) > _MAX_OPTIONS:
+                problems.append(
+                    f"[ERROR] no more than {_MAX_OPTIONS} items allowed {where}/element/options]"
+                )
+        if inputs and view.get("submit") is None:
+            problems.append(
+                "[ERROR] submit is required when an input block is within the blocks array "
+                "[json-pointer:/view]"
+            )
         return problems
 
     def _conversations_info(self, params: JSONDict) -> JSONDict:
@@ -951,6 +1038,84 @@ class FakeSlackAPI(LoopbackServer):
                 "previous_names": [],
             }
         return {"channel": info}
+
+    def _need_scope(self, scope: str) -> None:
+        if scope not in self.bot_scopes.split(","):
+            raise _ApiError("missing_scope", extra={"needed": scope, "provided": self.bot_scopes})
+
+    def _readable(self, params: JSONDict) -> FakeChannel:
+        self._need_scope("channels:history")
+        channel = self._resolve_channel(params.get("channel"), for_posting=False)
+        if not channel.is_member and not channel.is_im:
+            raise _ApiError("not_in_channel")
+        return channel
+
+    @staticmethod
+    def _window(params: JSONDict, messages: list[JSONDict]) -> list[JSONDict]:
+        """`oldest`/`latest` bounds (exclusive unless `inclusive`), as the method pages say."""
+        inclusive = _truthy(params.get("inclusive"))
+        oldest, latest = params.get("oldest"), params.get("latest")
+
+        def inside(ts: str) -> bool:
+            value = float(ts)
+            if oldest is not None and (
+                value < float(oldest) or (value == float(oldest) and not inclusive)
+            ):
+                return False
+            return not (
+                latest is not None
+                and (value > float(latest) or (value == float(latest) and not inclusive))
+            )
+
+        return [m for m in messages if inside(str(m["ts"]))]
+
+    @staticmethod
+    def _limit(params: JSONDict, default: int) -> int:
+        try:
+            return max(1, min(int(params.get("limit") or default), 999))
+        except (TypeError, ValueError):
+            raise _ApiError("invalid_limit") from None
+
+    def _conversations_history(self, params: JSONDict) -> JSONDict:
+        """The channel's messages, newest first; thread replies are not in it (only their
+        parents, with `thread_ts` and `reply_count`)."""
+        channel = self._readable(params)
+        top = [
+            m for m in self._messages.get(channel.id, []) if m.get("thread_ts") in (None, m["ts"])
+        ]
+        found = sorted(self._window(params, top), key=lambda m: float(m["ts"]), reverse=True)
+        limit = self._limit(params, 100)
+        return {
+            "messages": found[:limit],
+            "has_more": len(found) > limit,
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _conversations_replies(self, params: JSONDict) -> JSONDict:
+        """A thread, parent first, then its replies oldest first; `ts` may name the parent
+        or any message in the thread."""
+        channel = self._readable(params)
+        ts = params.get("ts")
+        if not ts:
+            raise _ApiError("invalid_arguments")
+        message = self._find_message(channel.id, str(ts))
+        if message is None:
+            raise _ApiError("thread_not_found")
+        root = str(message.get("thread_ts") or message["ts"])
+        thread = [
+            m
+            for m in self._messages.get(channel.id, [])
+            if m["ts"] == root or m.get("thread_ts") == root
+        ]
+        thread.sort(key=lambda m: float(m["ts"]))
+        found = self._window(params, thread)
+        limit = self._limit(params, 1000)
+        return {
+            "messages": found[:limit],
+            "has_more": len(found) > limit,
+            "response_metadata": {"next_cursor": ""},
+        }
 
     def _apps_connections_open(self, params: JSONDict) -> JSONDict:
         if self._socket is None:

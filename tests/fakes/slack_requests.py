@@ -191,6 +191,37 @@ def block_action(
     return body, signed_headers(signing_secret, body, content_type=FORM, timestamp=timestamp)
 
 
+def view_submission(
+    signing_secret: str,
+    *,
+    user_id: str,
+    view: JSONDict,
+    values: JSONDict,
+    user_name: str = "user",
+    team_id: str = "T1",
+    team_domain: str = "test",
+    api_app_id: str = "A1",
+    timestamp: int | None = None,
+) -> SignedRequest:
+    """A modal's submit button: form field ``payload`` holding the view as views.open
+    answered it, with ``state.values`` as the person filled it in (block_id -> action_id ->
+    element state)."""
+    payload: JSONDict = {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": team_domain},
+        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
+        "api_app_id": api_app_id,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": new_trigger_id(),
+        "view": {**view, "state": {"values": values}},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    body = urlencode({"payload": _compact(payload)}).encode()
+    return body, signed_headers(signing_secret, body, content_type=FORM, timestamp=timestamp)
+
+
 def url_verification(
     signing_secret: str,
     *,
