@@ -10,24 +10,19 @@ holds up the change or its announcement.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin.adapters.issue_refs import parse_issue_ref
 from marvin.config import Settings
 from marvin.outbox import enqueue
 
 LOG_ISSUE = "issue:flag-log"
 ROLLOUT_NOTE = "issue:rollout-note"
 KINDS = (LOG_ISSUE, ROLLOUT_NOTE)
-
-_REF = re.compile(r"^(?:(?P<path>[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)+)#|#)?(?P<iid>[0-9]{1,9})$")
-_URL = re.compile(
-    r"^https?://[^/\s]+/(?P<path>[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)+)/-/issues/(?P<iid>[0-9]{1,9})/?$"
-)
 
 CHANGE_LABEL = "change"
 OVERRIDE_LABEL = "Production check ignored"
@@ -36,11 +31,8 @@ OVERRIDE_LABEL = "Production check ignored"
 def split_ref(ref: str) -> tuple[str | None, int] | None:
     """An issue named as `#12`, `group/project#12` or its URL: (its project's path, or
     None for the tracker's own, and its number); None when it names no issue."""
-    text = ref.strip()
-    match = _REF.match(text) or _URL.match(text)
-    if match is None:
-        return None
-    return match.group("path"), int(match.group("iid"))
+    parsed = parse_issue_ref(ref)
+    return None if parsed is None else (parsed.project, parsed.iid)
 
 
 @dataclass(frozen=True)
