@@ -363,6 +363,9 @@ class InboxConfig(Section):
     workers: int = Field(32, ge=1, le=256)
     # A new command that would be answered later than this is refused at once.
     max_answer_seconds: float = Field(30, gt=0, le=600)
+    # On SIGTERM, how long acknowledged work may take to finish; what is still running then
+    # is stopped and given back to the inbox, for another replica (or the next start).
+    shutdown_grace_seconds: float = Field(20, ge=0, le=600)
 
 
 class LimitsConfig(Section):

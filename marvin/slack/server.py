@@ -368,7 +368,7 @@ async def serve(
         log.info("serve.stopping")
         if socket_mode is not None:
             await socket_mode.close_async()  # type: ignore[no-untyped-call]
-        await bot.transport.stop()
+        await bot.transport.stop(grace=settings.inbox.shutdown_grace_seconds)
         stop.set()
         for task in background:
             await task
