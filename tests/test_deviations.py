@@ -259,9 +259,18 @@ async def test_not_opened_by_marvin(tracker: Tracker) -> None:
     assert "feature deviate new_nav 50%" in text
 
 
-async def test_an_unreadable_tracker_denies_with_its_reason(tracker: Tracker) -> None:
-    if tracker.fake is None:
-        pytest.skip("the embedded tracker is the database itself")
+@pytest.fixture
+async def gitlab_tracker(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Tracker]:
+    monkeypatch.setenv("GITLAB_TOKEN", MARVIN_TOKEN)
+    async for made in _gitlab(sqlite_url):
+        yield made
+
+
+async def test_an_unreadable_tracker_denies_with_its_reason(gitlab_tracker: Tracker) -> None:
+    tracker = gitlab_tracker
+    assert tracker.fake is not None
     bot = tracker.bot
     await _staged(bot)
     ref = await bot.deviation("bob", 'new_nav 50 "launch day needs half"', approve=False)
