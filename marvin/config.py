@@ -91,6 +91,8 @@ class FlagsConfig(Section):
     soak_hours: float = Field(24.0, ge=0)
     allow_random: bool = False
     approval_labels: list[str] = Field(default_factory=lambda: ["deviation::approved"])
+    # How long after its approval label was put on a deviation issue still approves (hours).
+    deviation_valid_hours: float = Field(24.0, gt=0, le=24 * 90)
     # After the soak, one change may raise exposure by at most this much (percentage
     # points) without a deviation issue: 1% -> 100% in one go is a deviation too.
     max_step_percent: float = Field(50.0, gt=0, le=100)
@@ -373,6 +375,9 @@ class InboxConfig(Section):
     workers: int = Field(32, ge=1, le=256)
     # A new command that would be answered later than this is refused at once.
     max_answer_seconds: float = Field(30, gt=0, le=600)
+    # On SIGTERM, how long acknowledged work may take to finish; what is still running then
+    # is stopped and given back to the inbox, for another replica (or the next start).
+    shutdown_grace_seconds: float = Field(20, ge=0, le=600)
 
 
 class LimitsConfig(Section):

@@ -3,18 +3,26 @@
 A message is written in the same transaction as the change it reports, so either both exist
 or neither does. The worker delivers due messages with retries and backoff; the idempotency
 key travels with each delivery so a sink can drop a repeat after a crash mid-delivery.
+
+A crash between the outside world receiving a message and the worker recording it would
+send it again once its claim ran out. Two things keep that from doubling it: the claim is
+short and renewed while the delivery is in flight (so a dead worker's messages are due again
+soon, and a slow but living one keeps them), and a message tried before is first looked for
+where it went (`CheckingSink`: Slack's history, by the key the message carries) before it is
+sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.clock import Clock
@@ -28,8 +36,10 @@ log = structlog.get_logger(__name__)
 ANNOUNCE = "announce"
 
 MAX_BACKOFF = timedelta(minutes=5)
-# How long a claimed message is someone's to deliver before it is due again (a crash).
-LEASE = timedelta(minutes=5)
+# How long a claimed message is someone's to deliver before it is due again (a crash); the
+# worker renews the claim every RENEW_EVERY seconds while the delivery is in flight.
+LEASE = timedelta(seconds=30)
+RENEW_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class _Claimed:
     key: str
     payload: dict[str, Any]
     attempts: int
+    created_at: datetime
 
 
 class DeliveryError(Exception):
@@ -52,6 +63,19 @@ class DeliveryError(Exception):
 
 class Sink(Protocol):
     async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None: ...
+
+
+@runtime_checkable
+class CheckingSink(Sink, Protocol):
+    """A sink that can tell whether messages tried before arrived after all (the worker died,
+    or the answer was lost, after the outside world had them)."""
+
+    async def arrived(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], since: datetime
+    ) -> set[str]:
+        """The keys of `items` found delivered (sent no earlier than `since`); a
+        `DeliveryError` when that can't be told now."""
+        ...
 
 
 @runtime_checkable
@@ -103,6 +127,7 @@ class OutboxWorker:
         self._max_attempts = max_attempts
         # Set when something was just enqueued: the delivery job runs now, not at its poll.
         self.wakeup = asyncio.Event()
+        self.renew_every = RENEW_EVERY
 
     @property
     def kinds(self) -> list[str]:
@@ -116,15 +141,78 @@ class OutboxWorker:
 
         No transaction is open while a sink talks to the outside world: on SQLite that
         would hold the write lock every command needs, for as long as Slack takes (rate
-        limits included). Claimed messages carry a lease instead, so a crash mid-delivery
-        makes them due again rather than lost.
+        limits included). Claimed messages carry a short lease instead, renewed while they
+        are in flight, so a crash mid-delivery makes them due again soon rather than lost.
         """
         claimed = await self._claim()
+        if not claimed:
+            return 0
+        in_flight = {c.id: c for c in claimed}
+        renewing = asyncio.create_task(self._renew(in_flight))
         delivered = 0
-        for group in self._groups(claimed):
-            error = await self._call(group)
-            delivered += await self._record(group, error)
+        try:
+            for group in self._groups(claimed):
+                to_send, arrived, error = await self._look_first(group)
+                if arrived:
+                    delivered += await self._record(arrived, None)
+                if to_send and error is None:
+                    error = await self._call(to_send)
+                if to_send:
+                    delivered += await self._record(to_send, error)
+                for item in group:
+                    in_flight.pop(item.id, None)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
         return delivered
+
+    async def _renew(self, in_flight: dict[int, _Claimed]) -> None:
+        """Keep the claim of what is still in flight: a slow chat is not a dead worker."""
+        while True:
+            await asyncio.sleep(self.renew_every)
+            mine = list(in_flight.values())
+            if not mine:
+                continue
+            until = self._clock.now() + LEASE
+            try:
+                async with self._store.transaction(write=True) as session:
+                    for attempts in {c.attempts for c in mine}:
+                        # Only while still ours: a claim taken over has more attempts.
+                        await session.execute(
+                            update(OutboxMessage)
+                            .where(
+                                OutboxMessage.id.in_(
+                                    [c.id for c in mine if c.attempts == attempts]
+                                ),
+                                OutboxMessage.status == "pending",
+                                OutboxMessage.attempts == attempts,
+                            )
+                            .values(next_attempt_at=until)
+                        )
+            except Exception:
+                log.warning("outbox.renew_failed", ids=[c.id for c in mine], exc_info=True)
+
+    async def _look_first(
+        self, group: list[_Claimed]
+    ) -> tuple[list[_Claimed], list[_Claimed], DeliveryError | None]:
+        """What of a group tried before already arrived: (to send, arrived, why not known)."""
+        sink = self._sinks[group[0].kind]
+        tried = [c for c in group if c.attempts > 1]
+        if not tried or not isinstance(sink, CheckingSink):
+            return group, [], None
+        since = min(c.created_at for c in tried)
+        try:
+            keys = await sink.arrived([(c.key, c.payload) for c in tried], since)
+        except DeliveryError as exc:
+            return group, [], exc  # sending blind could double it: later, when it can be told
+        except Exception as exc:
+            log.exception("outbox.check_error", ids=[c.id for c in tried], kind=group[0].kind)
+            return group, [], DeliveryError(f"{type(exc).__name__}: {exc}")
+        if keys:
+            log.info("outbox.found_delivered", keys=sorted(keys), kind=group[0].kind)
+        arrived = [c for c in group if c.key in keys]
+        return [c for c in group if c.key not in keys], arrived, None
 
     async def _claim(self) -> list[_Claimed]:
         now = self._clock.now()
@@ -146,7 +234,8 @@ class OutboxWorker:
                 row.attempts += 1
                 row.next_attempt_at = now + LEASE
             return [
-                _Claimed(r.id, r.kind, r.idempotency_key, dict(r.payload), r.attempts) for r in rows
+                _Claimed(r.id, r.kind, r.idempotency_key, dict(r.payload), r.attempts, r.created_at)
+                for r in rows
             ]
 
     def _groups(self, claimed: list[_Claimed]) -> list[list[_Claimed]]:

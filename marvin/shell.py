@@ -12,9 +12,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from marvin.adapters.issues import Issue
+from marvin.deviation_delivery import deviation_sinks
 from marvin.logs import redact_text
 from marvin.models import Invocation, Place, Reply
-from marvin.outbox import ANNOUNCE, OutboxWorker
+from marvin.outbox import ANNOUNCE, OutboxWorker, Sink
 from marvin.services import Services
 from marvin.shell_delivery import ChatSinks, ShellDelivery, pending_text
 from marvin.wiring import build_pipeline, build_services, close
@@ -60,7 +62,9 @@ class Shell:
         # Announcements go to the production channel's chat: when that is Slack, the
         # running `marvin serve` posts them; the shell leaves them in the outbox for it.
         self.chat = services.settings.production_channel.chat_in_use()
-        sinks = {ANNOUNCE: TerminalChannel()} if self.chat == "none" else {}
+        sinks: dict[str, Sink] = {ANNOUNCE: TerminalChannel()} if self.chat == "none" else {}
+        # A deviation's issue is opened right away, so its reference can be shown.
+        sinks.update(deviation_sinks(services, on_opened=self._deviation_opened))
         self.outbox = OutboxWorker(services.store, sinks, services.clock)
         # Posting to Slack itself needs its token (the CLI builds those sinks when it has it).
         self.chat_sinks: ChatSinks | None = (
@@ -101,6 +105,16 @@ class Shell:
         with self._writing:
             stream.write(text + "\n")
             stream.flush()
+
+    def _deviation_opened(self, flag: str, issue: Issue) -> None:
+        if self.as_json:
+            return  # one reply a line; `marvin issue list` shows it
+        label = self.services.settings.flags.approval_labels[0]
+        self.out.write(
+            f"📋 Deviation issue {issue.ref} for `{flag}` is open"
+            f"{f': {issue.url}' if issue.url else ''}; it approves once labelled `{label}`.\n"
+        )
+        self.out.flush()
 
     def invocation(self, text: str) -> Invocation:
         domain = self.services.settings.shell.email_domain

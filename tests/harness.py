@@ -15,11 +15,14 @@ from typing import Any, TypeVar
 import yaml
 from sqlalchemy import select
 
+from marvin.adapters.issues import LocalIssueTracker
 from marvin.clock import FrozenClock
 from marvin.config import Settings, _load_directory_file
+from marvin.deviation_delivery import deviation_sinks
 from marvin.models import Invocation, Place, Reply
+from marvin.outbox import OutboxWorker
 from marvin.services import Services
-from marvin.store.tables import Base, Incident, LocalIssue
+from marvin.store.tables import Base, Deviation, Incident, LocalIssue
 from marvin.wiring import build_pipeline, build_services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +105,31 @@ class Bot:
             session.add(issue)
             await session.flush()
             return f"#{issue.id}"
+
+    async def deviation(
+        self, who: str, args: str, *, approve: bool = True, by: str = "alice"
+    ) -> str:
+        """`feature deviate <args>` as `who`, the issue opened (the outbox delivered) and, if
+        `approve`, labelled approved by `by` now: the issue's reference."""
+        reply = await self.say(who, f"feature deviate {args}")
+        assert reply.ok, reply.text
+        worker = OutboxWorker(self.services.store, deviation_sinks(self.services), self.clock)
+        assert await worker.deliver_due() >= 1
+        async with self.services.store.transaction() as session:
+            row = (
+                await session.scalars(select(Deviation).order_by(Deviation.id.desc()).limit(1))
+            ).one()
+        assert row.issue_ref is not None
+        if approve:
+            await self.label(row.issue_ref, self.settings.flags.approval_labels[0])
+        return row.issue_ref
+
+    async def label(self, ref: str, label: str) -> None:
+        """An operator labels an issue of the embedded tracker (`marvin issue label`)."""
+        await LocalIssueTracker(self.services.store, self.clock).add_label(ref, label)
+
+    async def close_issue(self, ref: str) -> None:
+        await LocalIssueTracker(self.services.store, self.clock).close(ref)
 
     async def open_incident(self, severity: int, title: str = "Database is on fire") -> int:
         async with self.services.store.transaction(write=True) as session:

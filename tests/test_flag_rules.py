@@ -58,7 +58,7 @@ async def test_after_the_soak_a_large_step_needs_a_deviation(bot_factory: BotFac
     reply = await bot.say("bob", "feature set new_nav 100 --actors")
     assert reply.denied_by == "ceiling" and "a step is at most 20%" in reply.text
     assert (await bot.say("bob", "feature set new_nav 21 --actors")).ok
-    ref = await bot.add_issue("Go to 100", ["deviation::approved"])
+    ref = await bot.deviation("bob", 'new_nav 100 "the launch needs everyone"')
     asked = await bot.say("bob", f"feature set new_nav 100 --actors --issue {ref}")
     assert asked.kind == "confirm" and asked.confirm is not None
     done = await bot.say("bob", f"confirm {asked.confirm.token}")
@@ -101,7 +101,7 @@ async def test_the_end_of_a_watch_and_going_away_are_told_once(bot: Bot) -> None
 
 async def _ask(bot: Bot) -> str:
     await staged(bot)
-    ref = await bot.add_issue("Roll new_nav out fast", ["deviation::approved"])
+    ref = await bot.deviation("bob", 'new_nav 50 "roll new_nav out fast"')
     reply = await bot.say("bob", f"feature set new_nav 50 --actors --issue {ref}")
     assert reply.ok and reply.kind == "confirm", reply.text
     assert "waits for a second production engineer" in reply.text
@@ -118,7 +118,9 @@ async def test_four_eyes_a_second_production_engineer_approves(bot_factory: BotF
     reply = await bot.say("alice", f"approve {token}")
     assert reply.ok, reply.text
     assert reply.text.startswith("Approved @bob's change.") and "50% of actors" in reply.text
-    announcements = [m.payload["text"] for m in await bot.rows(OutboxMessage)]
+    announcements = [
+        m.payload["text"] for m in await bot.rows(OutboxMessage, OutboxMessage.kind == "announce")
+    ]
     assert any(
         "@bob set `new_nav` in production" in t and "Approved by @alice" in t for t in announcements
     ), announcements
@@ -164,7 +166,7 @@ async def test_a_request_can_be_declined_or_expire(bot_factory: BotFactory) -> N
 
 
 async def _ask_again(bot: Bot) -> str:
-    ref = await bot.add_issue("Again", ["deviation::approved"])
+    ref = await bot.deviation("bob", 'new_nav 50 "roll new_nav out fast, again"')
     reply = await bot.say("bob", f"feature set new_nav 50 --actors --issue {ref}")
     assert reply.announcement is not None and reply.announcement.approval is not None
     return reply.announcement.approval.token
@@ -172,7 +174,7 @@ async def _ask_again(bot: Bot) -> str:
 
 async def test_without_four_eyes_the_author_confirms_as_before(bot: Bot) -> None:
     await staged(bot)
-    ref = await bot.add_issue("Roll new_nav out fast", ["deviation::approved"])
+    ref = await bot.deviation("bob", 'new_nav 50 "roll new_nav out fast"')
     reply = await bot.say("bob", f"feature set new_nav 50 --actors --issue {ref}")
     assert reply.confirm is not None and await bot.rows(Approval) == []
 
@@ -188,7 +190,7 @@ async def test_a_whole_group_as_a_gate_needs_a_deviation_in_production(bot: Bot)
     assert (await bot.say("bob", "feature set new_nav true --group gitlab-org")).ok
     assert (await bot.say("bob", "feature set new_nav true --user carol")).ok
     assert (await bot.say("bob", "feature set new_nav true --group acme-corp --staging")).ok
-    ref = await bot.add_issue("Let acme try it", ["deviation::approved"])
+    ref = await bot.deviation("bob", 'new_nav true "let acme try it before the rest"')
     asked = await bot.say("bob", f"feature set new_nav true --group acme-corp --issue {ref}")
     assert asked.confirm is not None
     assert (await bot.say("bob", f"confirm {asked.confirm.token}")).ok

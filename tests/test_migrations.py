@@ -28,6 +28,8 @@ TABLES = {
     "outbox",
     "confirmations",
     "inbox",
+    "deviations",
+    "local_issue_label_events",
 }
 
 

@@ -278,7 +278,7 @@ async def test_lowering_is_always_allowed(bot: Bot) -> None:
 
 async def test_an_approved_deviation_issue_lifts_the_ceiling(bot: Bot) -> None:
     await staged(bot)
-    ref = await bot.add_issue("Roll new_nav out fast", ["deviation::approved"])
+    ref = await bot.deviation("bob", 'new_nav 50 "roll new_nav out fast"')
     reply = await bot.say("bob", f"feature set new_nav 50 --actors --issue {ref}")
     assert reply.kind == "confirm" and reply.confirm is not None
     reply = await bot.say("bob", f"confirm {reply.confirm.token}")
@@ -287,14 +287,15 @@ async def test_an_approved_deviation_issue_lifts_the_ceiling(bot: Bot) -> None:
 
 
 @pytest.mark.parametrize(
-    ("labels", "state", "needle"),
-    [(["deviation"], "opened", "isn't approved"), (["deviation::approved"], "closed", "closed")],
+    ("approve", "close", "needle"), [(False, False, "isn't approved"), (True, True, "closed")]
 )
 async def test_an_unapproved_or_closed_issue_does_not(
-    bot: Bot, labels: list[str], state: str, needle: str
+    bot: Bot, approve: bool, close: bool, needle: str
 ) -> None:
     await staged(bot)
-    ref = await bot.add_issue("Roll out", labels, state)
+    ref = await bot.deviation("bob", 'new_nav 50 "roll out" now', approve=approve)
+    if close:
+        await bot.close_issue(ref)
     reply = await bot.say("bob", f"feature set new_nav 50 --actors --issue {ref}")
     assert reply.denied_by == "ceiling" and needle in reply.text
 

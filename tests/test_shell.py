@@ -121,24 +121,35 @@ def test_an_unmigrated_database_is_explained(tmp_path: Path) -> None:
 
 
 def test_an_operator_approves_a_deviation_that_a_developer_then_uses(fresh_sqlite: str) -> None:
+    # An issue anyone could open approves nothing: the deviation is asked of Marvin.
     opened = marvin(["issue", "open", "Roll new_nav out fast", "--label", "rollout"], fresh_sqlite)
     assert opened.returncode == 0 and opened.stdout.startswith("#1 [opened]")
+    marvin(["issue", "label", "#1", "deviation::approved"], fresh_sqlite)
     converse(fresh_sqlite, "bob", ["feature set new_nav true --staging"])
     [refused] = converse(fresh_sqlite, "bob", ["feature set new_nav 50 --actors --issue #1"])
-    assert refused["denied_by"] == "ceiling" and "isn't approved" in refused["text"]
+    assert refused["denied_by"] == "ceiling" and "isn't a deviation I opened" in refused["text"]
 
-    labelled = marvin(["issue", "label", "#1", "deviation::approved"], fresh_sqlite)
-    assert "(rollout, deviation::approved)" in labelled.stdout
-    [asked] = converse(fresh_sqlite, "bob", ["feature set new_nav 50 --actors --issue #1"])
+    asked = marvin(
+        ["shell", "--user", "bob"], fresh_sqlite, 'feature deviate new_nav 50 "launch day"\n'
+    )
+    assert "📋 Deviation issue #2 for `new_nav` is open" in asked.stdout, asked.stdout
+    [unapproved] = converse(fresh_sqlite, "bob", ["feature set new_nav 50 --actors --issue #2"])
+    assert unapproved["denied_by"] == "ceiling" and "isn't approved" in unapproved["text"]
+
+    labelled = marvin(["issue", "label", "#2", "deviation::approved"], fresh_sqlite)
+    assert "(deviation, feature::new_nav, deviation::approved)" in labelled.stdout
+    [asked] = converse(fresh_sqlite, "bob", ["feature set new_nav 50 --actors --issue #2"])
     assert asked["kind"] == "confirm" and asked["confirm"]
     [done] = converse(fresh_sqlite, "bob", [f"confirm {asked['confirm']}"])
-    assert done["ok"] and "approved deviation #1" in done["announcement"]
+    assert done["ok"] and "approved deviation #2" in done["announcement"]
 
-    closed = marvin(["issue", "close", "#1"], fresh_sqlite)
-    assert closed.stdout.startswith("#1 [closed]")
+    closed = marvin(["issue", "close", "#2"], fresh_sqlite)
+    assert closed.stdout.startswith("#2 [closed]")
     listing = marvin(["issue", "list"], fresh_sqlite)
     assert listing.stdout.splitlines() == [
-        "#1 [closed] Roll new_nav out fast (rollout, deviation::approved)"
+        "#1 [opened] Roll new_nav out fast (rollout, deviation::approved)",
+        "#2 [closed] Deviation: new_nav to 50% in production "
+        "(deviation, feature::new_nav, deviation::approved)",
     ]
     missing = marvin(["issue", "label", "#9", "x"], fresh_sqlite)
     assert missing.returncode == 1 and "has no issue #9" in missing.stderr

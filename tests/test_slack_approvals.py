@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from marvin.adapters.issues import LocalIssueTracker
+from marvin.deviation_delivery import deviation_sinks
+from marvin.outbox import OutboxWorker
 from marvin.slack.render import APPROVE_ACTION, DECLINE_ACTION
-from marvin.store.tables import Approval, LocalFlag, LocalIssue
+from marvin.store.tables import Approval, Deviation, LocalFlag
 from tests.slack_harness import (
     PRODUCTION,
     RigFactory,
@@ -27,18 +30,13 @@ def buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 async def ask(rig: SlackRig) -> str:
     assert "now on" in (await rig.run("alice", "feature set new_nav true --staging"))["text"]
-    async with rig.store.transaction(write=True) as session:
-        issue = LocalIssue(
-            title="Roll out fast",
-            labels=["deviation::approved"],
-            state="opened",
-            description="",
-            created_at=rig.clock.now(),
-            updated_at=rig.clock.now(),
-        )
-        session.add(issue)
-        await session.flush()
-        ref = f"#{issue.id}"
+    asked = await rig.run("bob", 'feature deviate new_nav 50 "roll out fast for the launch"')
+    assert "opening a deviation issue" in asked["text"]
+    await OutboxWorker(rig.store, deviation_sinks(rig.bot.services), rig.clock).deliver_due()
+    [deviation] = await rig.rows(Deviation)
+    assert deviation.issue_ref is not None
+    ref = deviation.issue_ref
+    await LocalIssueTracker(rig.store, rig.clock).add_label(ref, "deviation::approved")
     reply = await rig.run("bob", f"feature set new_nav 50 --actors --issue {ref}")
     assert "waits for a second production engineer" in reply["text"]
     await rig.announce()

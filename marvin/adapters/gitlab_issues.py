@@ -19,9 +19,9 @@ a retried delivery from doubling what an unanswered one may have done:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
@@ -107,6 +107,17 @@ def _issue(entity: dict[str, Any]) -> Issue:
     )
 
 
+def _timestamp(raw: Any) -> datetime | None:
+    """GitLab's ISO 8601 time ("2026-03-02T10:00:00.000Z"); None for what isn't one."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 class GitLabIssueTracker:
     name = "gitlab"
 
@@ -128,6 +139,26 @@ class GitLabIssueTracker:
         return await self.open_issue(
             NewIssue(title=title, description=description, labels=tuple(labels), author=author)
         )
+
+    async def labelled_at(self, ref: str, labels: Sequence[str]) -> datetime | None:
+        events = await self._call(
+            self.client.gl.http_list,
+            f"{self._issue_path(self._iid(ref))}/resource_label_events",
+            get_all=True,
+            per_page=self._page_size,
+        )
+        latest: datetime | None = None
+        for event in events:
+            if not isinstance(event, dict) or event.get("action") != "add":
+                continue
+            label = event.get("label")
+            name = label.get("name") if isinstance(label, dict) else None
+            if name not in labels:
+                continue
+            when = _timestamp(event.get("created_at"))
+            if when is not None and (latest is None or when > latest):
+                latest = when
+        return latest
 
     # --- IncidentTracker -------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -10,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.errors import NotFound, Refused
 from marvin.adapters.issue_refs import parse_issue_ref
-from marvin.clock import Clock
+from marvin.clock import Clock, as_utc
 from marvin.store.db import Store, database_answers
-from marvin.store.tables import LocalIssue
+from marvin.store.tables import LocalIssue, LocalIssueLabelEvent
 
 SERVICE = "The issue tracker"
 
@@ -42,6 +44,11 @@ class IssueTracker(Protocol):
     async def create(
         self, *, title: str, description: str, labels: list[str], author: str
     ) -> Issue: ...
+
+    async def labelled_at(self, ref: str, labels: Sequence[str]) -> datetime | None:
+        """When one of `labels` was last put on the issue (UTC), None if the tracker has no
+        record of it; `NotFound`/`Refused` as `get`."""
+        ...
 
 
 def _issue(row: LocalIssue) -> Issue:
@@ -99,6 +106,26 @@ class LocalIssueTracker:
                 await session.flush()
                 return _issue(row)
 
+    async def labelled_at(self, ref: str, labels: Sequence[str]) -> datetime | None:
+        number = _local_id(ref, self._project)
+        with database_answers():
+            async with self._store.transaction() as session:
+                if await session.get(LocalIssue, number) is None:
+                    raise NotFound(SERVICE, f"has no issue #{number}")
+                when = (
+                    await session.scalars(
+                        select(LocalIssueLabelEvent.created_at)
+                        .where(
+                            LocalIssueLabelEvent.issue_id == number,
+                            LocalIssueLabelEvent.label.in_(list(labels)),
+                            LocalIssueLabelEvent.action == "add",
+                        )
+                        .order_by(LocalIssueLabelEvent.created_at.desc())
+                        .limit(1)
+                    )
+                ).first()
+        return as_utc(when) if when is not None else None
+
     # Administration of the embedded tracker (the `marvin issue` command). A real tracker
     # (GitLab) is administered in its own UI, so these are not part of the Protocol.
 
@@ -114,6 +141,12 @@ class LocalIssueTracker:
             row = await self._row(session, ref)
             if label not in row.labels:
                 row.labels = [*row.labels, label]
+                # When it was put on: a deviation approves for a limited time after.
+                session.add(
+                    LocalIssueLabelEvent(
+                        issue_id=row.id, label=label, action="add", created_at=self._clock.now()
+                    )
+                )
             row.updated_at = self._clock.now()
             return _issue(row)
 

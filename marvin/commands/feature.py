@@ -14,10 +14,11 @@ from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin import flag_log
+from marvin import deviations, flag_log
 from marvin.adapters.errors import AdapterError
 from marvin.adapters.flags import Embedded
 from marvin.clock import as_utc, spoken
+from marvin.commands import deviate
 from marvin.commands.base import (
     Change,
     Context,
@@ -30,6 +31,7 @@ from marvin.commands.base import (
     Plan,
 )
 from marvin.commands.plans import FlagPlan
+from marvin.deviations import DeviationFact
 from marvin.facts import Known, Unknown, fetch
 from marvin.flags import (
     OFF,
@@ -216,7 +218,7 @@ async def _gather(
         _ready(Known(their_state))
         if isinstance(theirs_backend, Embedded)
         else fetch(theirs_backend.get(name, env.other)),
-        fetch(ctx.services.issues.get(issue_ref)) if issue_ref else _ready(None),
+        fetch(_deviation(ctx, issue_ref)) if issue_ref else _ready(None),
     )
     for state in (before, other):
         if isinstance(state, Unknown):
@@ -242,6 +244,18 @@ async def _gather(
         deviation=deviation,
         override_reason=override_reason,
     )
+
+
+async def _deviation(ctx: Context, ref: str) -> DeviationFact:
+    """The `--issue` as the ceiling judges it: the tracker's issue, when it was approved
+    (the tracker's own record of its label), and the binding Marvin wrote when it opened it."""
+    tracker = ctx.services.issues
+    issue = await tracker.get(ref)
+    labels = ctx.services.settings.flags.approval_labels
+    approved_at = await tracker.labelled_at(issue.ref, labels)
+    async with ctx.read() as session:
+        binding = await deviations.binding_for(session, issue.ref)
+    return DeviationFact(issue=issue, approved_at=approved_at, binding=binding)
 
 
 async def _ready(value: T) -> T:
@@ -683,6 +697,7 @@ SPECS = (
         plans=(FlagPlan,),
         examples=("feature set new_navigation 1 --actors", "feature set new_nav true --staging"),
     ),
+    deviate.SPEC,
     CommandSpec(
         "feature",
         "delete",

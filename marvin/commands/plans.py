@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from marvin.adapters.issues import Issue
 from marvin.commands.base import Change, Impact, ProductionChange
+from marvin.deviations import DeviationFact
 from marvin.facts import Known, Unknown
 from marvin.flags import ZERO, Environment, FlagState
 
@@ -29,7 +29,7 @@ class FlagPlan(ProductionChange):
     remote: bool = False
     of_time: bool = False
     issue_ref: str | None = None
-    deviation: Known[Issue] | Unknown | None = None  # the --issue, looked up
+    deviation: Known[DeviationFact] | Unknown | None = None  # the --issue, looked up
     override_reason: str | None = None
     # --ignore-feature-flag-consistency-check: production may differ from staging.
     skip_consistency: bool = False

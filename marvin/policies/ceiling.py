@@ -40,7 +40,7 @@ class CeilingPolicy:
         broad = self._broad_gates(plan, settings.broad_gates, settings.dogfood_groups)
         if broad:
             if plan.issue_ref:
-                return self._deviation(plan, settings.approval_labels)
+                return self._deviation(req)
             return Decision.deny(
                 f"{', '.join(f'`{g}`' for g in broad)} reaches a whole group at once, which "
                 f"counts as more than the ceiling in {plan.env.value}; groups that dogfood "
@@ -60,7 +60,7 @@ class CeilingPolicy:
             if step <= largest:
                 return Decision.allow()
             if plan.issue_ref:
-                return self._deviation(plan, settings.approval_labels)
+                return self._deviation(req)
             return Decision.deny(
                 f"{fmt_percent(plan.exposure_before)} → {fmt_percent(after)} raises `{plan.flag}` "
                 f"in {plan.env.value} by {fmt_percent(step)} at once; a step is at most "
@@ -68,7 +68,7 @@ class CeilingPolicy:
                 f"issue with `--issue <ref>` (label `{settings.approval_labels[0]}`)."
             )
         if plan.issue_ref:
-            return self._deviation(plan, settings.approval_labels)
+            return self._deviation(req)
         soaked = (
             f"it has been exposed for {_hours(exposed)} of the {_hours(soak)} soak time"
             if plan.exposed_since
@@ -92,7 +92,11 @@ class CeilingPolicy:
             if gate.split(":", 1)[0] in kinds and gate.split(":", 1)[1] not in dogfood
         )
 
-    def _deviation(self, plan: FlagPlan, labels: list[str]) -> Decision:
+    def _deviation(self, req: Request) -> Decision:
+        plan = req.plan
+        assert isinstance(plan, FlagPlan)
+        settings = req.settings.flags
+        labels = settings.approval_labels
         fact = plan.deviation
         if not isinstance(fact, Known):
             if fact is None:
@@ -107,11 +111,45 @@ class CeilingPolicy:
                 f"I couldn't check deviation issue {plan.issue_ref}: {error.shown()}. "
                 "Nothing was changed; try again in a minute."
             )
-        issue = fact.value
+        issue, binding = fact.value.issue, fact.value.binding
+        ask = (
+            f"Ask for one with `feature deviate {plan.flag} {fmt_percent(plan.exposure_after)} "
+            f'"<why>" --{plan.env.value}` and I\'ll open its issue.'
+        )
+        if binding is None:
+            return Decision.deny(
+                f"Issue {issue.ref} isn't a deviation I opened, so it approves nothing: what a "
+                f"deviation allows is written by me when it's asked for. {ask}"
+            )
+        if binding.flag != plan.flag:
+            return Decision.deny(
+                f"Issue {issue.ref} is the deviation for `{binding.flag}`, not `{plan.flag}`. {ask}"
+            )
+        if plan.env.value not in binding.environments:
+            return Decision.deny(
+                f"Issue {issue.ref} approves {binding.allows()}, not {plan.env.value}. {ask}"
+            )
+        if plan.exposure_after > binding.max_exposure:
+            return Decision.deny(
+                f"Issue {issue.ref} approves {binding.allows()}; "
+                f"{fmt_percent(plan.exposure_after)} is more than that. {ask}"
+            )
         if not issue.is_open:
             return Decision.deny(f"Issue {issue.ref} is closed; a deviation needs an open issue.")
         if not set(labels) & set(issue.labels):
             return Decision.deny(
                 f"Issue {issue.ref} isn't approved: it needs the label `{labels[0]}`."
+            )
+        approved = fact.value.approved_at
+        if approved is None:
+            return Decision.deny(
+                f"I can't tell from the tracker when issue {issue.ref} was approved, so I can't "
+                "tell whether its approval still holds. Nothing was changed."
+            )
+        valid = settings.deviation_valid_hours
+        if req.now - as_utc(approved) > timedelta(hours=valid):
+            return Decision.deny(
+                f"Issue {issue.ref} was approved at {as_utc(approved):%Y-%m-%d %H:%M UTC}, more "
+                f"than {valid:g} hours ago, so it no longer approves anything. {ask}"
             )
         return Decision.allow(note=f"Above the ceiling by approved deviation {issue.ref}")

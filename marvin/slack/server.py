@@ -34,7 +34,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
 from marvin.config import Settings
-from marvin.issue_delivery import issue_worker
+from marvin.deviation_delivery import deviation_sinks
+from marvin.issue_delivery import ISSUE_MAX_ATTEMPTS, issue_sinks
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.ofrep import add_ofrep_routes, tokens_from_env
 from marvin.outbox import ANNOUNCE, OutboxWorker
@@ -125,7 +126,13 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         },
         services.clock,
     )
-    issues = issue_worker(services)
+    # Incidents' issues and deviation issues: the tracker's loop.
+    issues = OutboxWorker(
+        services.store,
+        {**issue_sinks(services), **deviation_sinks(services)},
+        services.clock,
+        max_attempts=ISSUE_MAX_ATTEMPTS,
+    )
     signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
     pipeline = build_pipeline(services)
     transport = SlackTransport(
@@ -392,7 +399,7 @@ async def serve(
         log.info("serve.stopping")
         if socket_mode is not None:
             await socket_mode.close_async()  # type: ignore[no-untyped-call]
-        await bot.transport.stop()
+        await bot.transport.stop(grace=settings.inbox.shutdown_grace_seconds)
         stop.set()
         for task in background:
             await task

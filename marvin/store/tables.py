@@ -388,3 +388,42 @@ class ChangeIntent(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     settled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Deviation(Base):
+    """A deviation Marvin was asked for and opened an issue for: the binding that issue
+    approves, written by Marvin, not typed by whoever later links the issue."""
+
+    __tablename__ = "deviations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flag: Mapped[str] = mapped_column(String(64), index=True)
+    environments: Mapped[list[str]] = mapped_column(JSON)
+    # The most the deviation lets the flag expose (percent of traffic; 100 for `true`).
+    max_exposure: Mapped[Decimal] = mapped_column(Percent)
+    value: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    requested_by: Mapped[str] = mapped_column(String(255))
+    marker: Mapped[str] = mapped_column(String(64), unique=True)
+    # The tracker's reference once the issue is open ("#12"); unique: one binding per issue.
+    issue_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    issue_url: Mapped[str | None] = mapped_column(String(1024))
+    request_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class LocalIssueLabelEvent(Base):
+    """When a label was put on or taken off an issue of the embedded tracker: how long ago
+    a deviation was approved is read from here (GitLab has its resource label events)."""
+
+    __tablename__ = "local_issue_label_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issue_id: Mapped[int] = mapped_column(
+        ForeignKey("local_issues.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(8))  # add | remove
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -341,6 +341,8 @@ class Issue:
     due_date: str | None = None
     notes: list[Note] = field(default_factory=list)
     timeline_events: list[TimelineEvent] = field(default_factory=list)
+    # ResourceLabelEvent: (id, label name, "add" | "remove", created_at, user id).
+    label_events: list[tuple[int, str, str, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -678,6 +680,8 @@ class FakeGitLab(LoopbackServer):
         self.internal_errors: list[BaseException] = []
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
+        # When label events happen, for tests that move a bot's clock (None: wall time).
+        self.clock: Callable[[], datetime] | None = None
 
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -2370,6 +2374,7 @@ class FakeGitLab(LoopbackServer):
         )
         project.next_issue_iid += 1
         project.issues[issue.iid] = issue
+        self._label_events(issue, user, issue.labels, "add")
         return _Answer(201, self._issue_entity(project, issue))
 
     @_route("GET", "/projects/:id/issues/:issue_iid")
@@ -2415,6 +2420,7 @@ class FakeGitLab(LoopbackServer):
         if issue_type is not None:
             issue.issue_type = issue_type
         if self._can_admin_issue(user, project):
+            had = list(issue.labels)
             if _has(params, "labels"):
                 issue.labels = self._ensure_labels(project, _csv(params, "labels") or [])
             for name in self._ensure_labels(project, _csv(params, "add_labels") or []):
@@ -2423,6 +2429,8 @@ class FakeGitLab(LoopbackServer):
             for name in _csv(params, "remove_labels") or []:
                 if name in issue.labels:
                     issue.labels.remove(name)
+            self._label_events(issue, user, [n for n in issue.labels if n not in had], "add")
+            self._label_events(issue, user, [n for n in had if n not in issue.labels], "remove")
             if _has(params, "assignee_ids") or _has(params, "assignee_id"):
                 ids = _int_list(params, "assignee_ids") or []
                 single = _int(params, "assignee_id")
@@ -2476,6 +2484,44 @@ class FakeGitLab(LoopbackServer):
         return self._paginate(ctx, [self._issue_entity(project, i) for i in found])
 
     # ------------------------------------------------------------------ notes
+
+    def _label_events(self, issue: Issue, user: GitLabUser, names: list[str], action: str) -> None:
+        """ResourceEvents::ChangeLabelsService: one event per label put on or taken off."""
+        when = (
+            self.clock().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            if self.clock is not None
+            else _now()
+        )
+        for name in names:
+            issue.label_events.append((self._next("label_event"), name, action, when, user.id))
+
+    @_route("GET", "/projects/:id/issues/:issue_iid/resource_label_events")
+    def _list_label_events(self, ctx: _Ctx) -> _Answer:
+        project = self._user_project(ctx)
+        issue = self._issue(project, ctx)
+        entities: list[JSONDict] = []
+        for event_id, name, action, when, user_id in issue.label_events:
+            label = project.labels.get(name)
+            entities.append(
+                {
+                    "id": event_id,
+                    "user": self._user_basic(self._users[user_id]),
+                    "created_at": when,
+                    "resource_type": "Issue",
+                    "resource_id": issue.id,
+                    # A deleted label leaves its events with a null label, as in GitLab.
+                    "label": {
+                        "id": label.id,
+                        "name": label.name,
+                        "color": label.color,
+                        "description": label.description,
+                    }
+                    if label is not None
+                    else None,
+                    "action": action,
+                }
+            )
+        return self._paginate(ctx, entities)
 
     @_route("GET", "/projects/:id/issues/:issue_iid/notes")
     def _list_notes(self, ctx: _Ctx) -> _Answer:

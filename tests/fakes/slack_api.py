@@ -10,7 +10,9 @@ Sources for the behaviour modelled here (read when this file was written):
 
 * Method pages: docs.slack.dev/reference/methods/<method>/ (auth.test, chat.postMessage,
   chat.postEphemeral, chat.update, users.info, users.getPresence, dnd.info, views.open,
-  conversations.info, apps.connections.open).
+  conversations.info, conversations.history, apps.connections.open); message metadata:
+  docs.slack.dev/messaging/message-metadata (returned by conversations.history only with
+  ``include_all_metadata``).
 * How the SDK reads answers: slack_sdk/web/async_internal_utils.py (JSON unless the
   content type is text/plain or gzip), slack_sdk/web/async_slack_response.py (anything
   but status 200 with ``ok: true`` raises ``SlackApiError``),
@@ -178,7 +180,7 @@ class FakeSlackAPI(LoopbackServer):
         bot_name: str = "marvin",
         bot_scopes: str = (
             "chat:write,commands,users:read,users:read.email,dnd:read,channels:read,"
-            "channels:history,reactions:read"
+            "channels:history,groups:history,reactions:read"
         ),
         socket: FakeSocketModeServer | None = None,
         trigger_ttl: float = TRIGGER_TTL_SECONDS,
@@ -204,6 +206,8 @@ class FakeSlackAPI(LoopbackServer):
         self._response_urls: dict[str, _ResponseUrl] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._delays: dict[str, float] = {}
+        # Methods whose next answers are held after the call took effect (a lost answer).
+        self._lost_answers: dict[str, list[float]] = {}
         self._calls: list[RecordedCall] = []
         self._changed = asyncio.Event()
         self._closing = asyncio.Event()
@@ -425,6 +429,13 @@ class FakeSlackAPI(LoopbackServer):
         else:
             self._delays[method] = seconds
 
+    def lose_answer(self, method: str, seconds: float = 60.0, *, times: int = 1) -> None:
+        """The next ``times`` calls of ``method`` take effect (a message is posted) and then
+        their answer is held for ``seconds``: what a client sees when the connection dies
+        after Slack did the work, or when it crashes while waiting for the answer."""
+        self._check_method_name(method)
+        self._lost_answers.setdefault(method, []).extend([seconds] * times)
+
     def _check_method_name(self, method: str) -> None:
         # A misspelt method would otherwise make the injection silently never fire.
         if method != "response_url" and method not in self._handlers:
@@ -578,6 +589,11 @@ class FakeSlackAPI(LoopbackServer):
             result = handler(params)
         except _ApiError as exc:
             return self._json({"ok": False, "error": exc.error, **exc.extra}, status=exc.status)
+        lost = self._lost_answers.get(method)
+        if lost:
+            self._changed.set()  # what it did can be seen while its answer is held
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), lost.pop(0))
         return self._json({"ok": True, **result})
 
     def _authenticate(self, method: str, header_token: str | None, body_token: str | None) -> None:
@@ -1077,20 +1093,53 @@ class FakeSlackAPI(LoopbackServer):
             raise _ApiError("invalid_limit") from None
 
     def _conversations_history(self, params: JSONDict) -> JSONDict:
-        """The channel's messages, newest first; thread replies are not in it (only their
-        parents, with `thread_ts` and `reply_count`)."""
-        channel = self._readable(params)
-        top = [
-            m for m in self._messages.get(channel.id, []) if m.get("thread_ts") in (None, m["ts"])
+        channel = self._resolve_channel(params.get("channel"), for_posting=False)
+        scope = "groups:history" if channel.is_private else "channels:history"
+        if channel.is_im:
+            scope = "im:history"
+        if scope not in self.bot_scopes.split(","):
+            raise _ApiError("missing_scope", extra={"needed": scope, "provided": self.bot_scopes})
+        if not channel.is_member and not channel.is_im:
+            raise _ApiError("not_in_channel")
+        try:
+            limit = int(params.get("limit") or 100)
+            oldest = float(params.get("oldest") or 0)
+            latest = float(params["latest"]) if params.get("latest") else None
+            start = int(params["cursor"]) if params.get("cursor") else 0
+        except (TypeError, ValueError) as exc:
+            raise _ApiError("invalid_arguments") from exc
+        limit = max(1, min(limit, 999))
+        inclusive = _truthy(params.get("inclusive"))
+
+        def inside(ts: float) -> bool:
+            after = ts >= oldest if inclusive else ts > oldest
+            before = latest is None or (ts <= latest if inclusive else ts < latest)
+            return after and before
+
+        # Newest first; replies in threads are not the channel's history (conversations.replies).
+        found = [
+            m
+            for m in sorted(
+                self._messages.get(channel.id, []), key=lambda m: float(m["ts"]), reverse=True
+            )
+            if m.get("thread_ts") in (None, m["ts"]) and inside(float(m["ts"]))
         ]
-        found = sorted(self._window(params, top), key=lambda m: float(m["ts"]), reverse=True)
-        limit = self._limit(params, 100)
-        return {
-            "messages": found[:limit],
-            "has_more": len(found) > limit,
+        page = found[start : start + limit]
+        with_metadata = _truthy(params.get("include_all_metadata"))
+        messages = [
+            m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in page
+        ]
+        more = start + limit < len(found)
+        answer: JSONDict = {
+            "messages": messages,
+            "has_more": more,
             "pin_count": 0,
-            "response_metadata": {"next_cursor": ""},
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
         }
+        if more:
+            answer["response_metadata"] = {"next_cursor": str(start + limit)}
+        return answer
 
     def _conversations_replies(self, params: JSONDict) -> JSONDict:
         """A thread, parent first, then its replies oldest first; `ts` may name the parent
