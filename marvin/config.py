@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -305,6 +306,17 @@ class ChangeLockConfig(Section):
 class ShellConfig(Section):
     email_domain: str = "example.com"
     default_user: str = "alice"
+    # The zone times typed in the shell are read in (an IANA name, like Europe/Berlin).
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone I know (like Europe/Berlin)") from None
+        return value
 
 
 class LoggingConfig(Section):

@@ -71,6 +71,7 @@ class Shell:
             place=self.place,
             text=redact_text(text),
             received_at=self.services.clock.now(),
+            timezone=self.services.settings.shell.timezone,
         )
 
     async def run_line(self, text: str) -> Reply:
