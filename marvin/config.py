@@ -303,6 +303,51 @@ class ChangeLockConfig(Section):
     freezes: list[Freeze] = Field(default_factory=list)
 
 
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+class DeploysConfig(Section):
+    """Deploy scheduling: slots, the queue, locks and freezes (`deploy`, `freeze`)."""
+
+    environments: list[str] = Field(
+        default_factory=lambda: ["production", "canary", "staging"], min_length=1
+    )
+    # Booked, moved and started only by release managers; the others by anyone registered.
+    protected: list[str] = Field(default_factory=lambda: ["production", "canary"])
+    release_role: str = "release-manager"
+    default_minutes: int = Field(30, ge=5, le=24 * 60)
+    max_hours: float = Field(12, gt=0, le=72)
+    # How far ahead a slot may be booked.
+    horizon_days: int = Field(90, ge=1, le=366)
+    # A production slot needs an open change request (not built yet: refused when set).
+    require_change_request: bool = False
+    # GitLab: the project whose freeze periods count as freezes and whose pipeline deploys.
+    gitlab_project: str | None = None
+    pipeline_ref: str = "main"
+    version_variable: str = "DEPLOY_VERSION"
+    # A due slot's pipeline starts by itself; otherwise someone says `deploy start <id>`.
+    auto_start: bool = False
+    # How often the scheduler looks for due slots and running pipelines.
+    scheduler_seconds: float = Field(15, ge=1, le=600)
+    # A slot announced this long after it was due is announced as overdue.
+    overdue_minutes: float = Field(2, ge=0, le=24 * 60)
+
+    @field_validator("environments", "protected")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r}: lowercase letters, digits and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _known(self) -> DeploysConfig:
+        unknown = set(self.protected) - set(self.environments)
+        if unknown:
+            raise ValueError(f"protected names unknown environments: {sorted(unknown)}")
+        return self
+
+
 class ShellConfig(Section):
     email_domain: str = "example.com"
     default_user: str = "alice"
@@ -396,6 +441,7 @@ class Settings(BaseSettings):
     issues: IssuesConfig = IssuesConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     change_lock: ChangeLockConfig = ChangeLockConfig()
+    deploys: DeploysConfig = DeploysConfig()
     shell: ShellConfig = ShellConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()

@@ -26,6 +26,10 @@ TABLES = {
     "outbox",
     "confirmations",
     "inbox",
+    "deploy_slots",
+    "deploy_freezes",
+    "deploy_locks",
+    "deploy_queue",
 }
 
 
