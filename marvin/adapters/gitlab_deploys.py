@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from marvin.adapters.gitlab import GitLabClient
 
@@ -68,14 +69,19 @@ class GitLabDeploys:
         return self._client.gl.projects.get(self._project, lazy=True)
 
     async def freeze_periods(self) -> list[FreezePeriod]:
+        # python-gitlab (6.x) has no manager for freeze periods: its generic paginated
+        # GET reads them, with the same session, errors and pagination.
+        path = f"/projects/{quote(self._project, safe='')}/freeze_periods"
+
         def read() -> list[FreezePeriod]:
-            rows = self._proj().freezeperiods.list(get_all=True, **_ONCE)
+            rows = self._client.gl.http_list(path, get_all=True, **_ONCE)
+            assert isinstance(rows, list)
             return [
                 FreezePeriod(
-                    id=int(r.id),
-                    start=str(r.freeze_start),
-                    end=str(r.freeze_end),
-                    timezone=str(getattr(r, "cron_timezone", None) or "UTC"),
+                    id=int(r["id"]),
+                    start=str(r["freeze_start"]),
+                    end=str(r["freeze_end"]),
+                    timezone=str(r.get("cron_timezone") or "UTC"),
                 )
                 for r in rows
             ]

@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
 from marvin.config import Settings
+from marvin.deploys.scheduler import DeployScheduler
 from marvin.issue_delivery import issue_worker
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.ofrep import add_ofrep_routes, tokens_from_env
@@ -140,6 +141,13 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         Job("inbox:recovery", max(1.0, lease.total_seconds() / 4), transport.recover),
         Job("intents:settle", 10.0, lambda: intents.settle_due(services, pipeline.registry, lease)),
         Job("watches", 30.0, lambda: watches.notify(services)),
+        # Due deploy slots: each claimed with its own lease and fence as well, so a lease
+        # that changes hands mid-round still announces and starts a slot once.
+        Job(
+            "deploys:scheduler",
+            settings.deploys.scheduler_seconds,
+            DeployScheduler(services, transport.owner, lease).tick,
+        ),
         Job(
             "retention",
             3600.0,
