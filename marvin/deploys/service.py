@@ -47,13 +47,15 @@ async def slots(
     since: datetime,
     until: datetime | None,
     limit: int = 50,
+    cancelled: bool = False,
 ) -> list[DeploySlot]:
     query = select(DeploySlot).where(DeploySlot.ends_at > since)
     if environment is not None:
         query = query.where(DeploySlot.environment == environment)
     if until is not None:
         query = query.where(DeploySlot.starts_at < until)
-    query = query.where(DeploySlot.state.not_in(("cancelled",)))
+    if not cancelled:
+        query = query.where(DeploySlot.state.not_in(("cancelled",)))
     return list(await session.scalars(query.order_by(DeploySlot.starts_at).limit(limit)))
 
 

@@ -32,6 +32,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
 from marvin.config import Settings
+from marvin.deploys.calendar import add_calendar_routes
+from marvin.deploys.calendar import token_from_env as calendar_token
 from marvin.deploys.scheduler import DeployScheduler
 from marvin.issue_delivery import issue_worker
 from marvin.metrics import CONTENT_TYPE, Metrics
@@ -266,6 +268,8 @@ def build_web_app(
     app.router.add_get("/metrics", metrics_page)
     # Applications evaluate the embedded flags here (OpenFeature's remote protocol).
     add_ofrep_routes(app, store, transport.pipeline.services.clock, tokens_from_env())
+    # The deploy calendar, for people's own calendars (MARVIN_CALENDAR_TOKEN; unset: off).
+    add_calendar_routes(app, transport.pipeline.services, calendar_token())
     return app
 
 
