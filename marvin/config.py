@@ -319,8 +319,10 @@ class DeploysConfig(Section):
     max_hours: float = Field(12, gt=0, le=72)
     # How far ahead a slot may be booked.
     horizon_days: int = Field(90, ge=1, le=366)
-    # A production slot needs an open change request (not built yet: refused when set).
+    # A production slot needs an open change request: an open issue in the issue tracker
+    # labelled `change_request_label` with the version in its title.
     require_change_request: bool = False
+    change_request_label: str = Field("change", min_length=1, max_length=100)
     # GitLab: the project whose freeze periods count as freezes and whose pipeline deploys.
     gitlab_project: str | None = None
     pipeline_ref: str = "main"

@@ -3,6 +3,7 @@ cancellations, through the whole pipeline on a real database with the clock cont
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -205,3 +206,24 @@ async def test_the_queue_tells_the_head_when_it_is_their_turn(bot: Bot) -> None:
             )
         )
     assert [w.handle for w in waiting] == ["carol"]
+
+
+async def test_production_needs_an_open_change_request_when_required(
+    bot_factory: Callable[..., Bot],
+) -> None:
+    bot = bot_factory(deploys={"require_change_request": True})
+    refused = await bot.say("dave", "deploy schedule production v1.42.0 at 14:30")
+    assert not refused.ok and refused.denied_by == "deploys"
+    assert "an open issue labelled `change` with v1.42.0 in its title. I found none" in (
+        refused.text
+    )
+    await bot.add_issue("Change: deploy v1.42.0", ["change"], state="closed")
+    await bot.add_issue("Deploy v1.42.0", ["deploy"])
+    assert not (await bot.say("dave", "deploy schedule production v1.42.0 at 14:30")).ok
+    ref = await bot.add_issue("Change: deploy v1.42.0 to production", ["change"])
+    booked = await bot.say("dave", "deploy schedule production v1.42.0 at 14:30")
+    assert booked.ok, booked.text
+    records = await bot.rows(AuditRecord, AuditRecord.outcome == "allowed")
+    assert any(f"Change request {ref}" in n for r in records for n in r.details["notes"])
+    # Staging needs none.
+    assert (await bot.say("bob", "deploy schedule staging v9 at 14:30")).ok

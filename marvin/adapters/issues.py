@@ -44,6 +44,11 @@ class IssueTracker(Protocol):
         self, *, title: str, description: str, labels: list[str], author: str
     ) -> Issue: ...
 
+    async def open_labelled(self, label: str, search: str) -> list[Issue]:
+        """The open issues labelled `label` whose title contains `search` (in any case):
+        change requests for a version, for instance."""
+        ...
+
 
 def _issue(row: LocalIssue) -> Issue:
     return Issue(ref=f"#{row.id}", title=row.title, state=row.state, labels=tuple(row.labels))
@@ -90,6 +95,23 @@ class LocalIssueTracker:
                 session.add(row)
                 await session.flush()
                 return _issue(row)
+
+    async def open_labelled(self, label: str, search: str) -> list[Issue]:
+        wanted = search.lower()
+        with database_answers():
+            async with self._store.transaction() as session:
+                rows = await session.scalars(
+                    select(LocalIssue)
+                    .where(LocalIssue.state == "opened")
+                    .order_by(LocalIssue.id.desc())
+                    .limit(500)
+                )
+                # Labels are a JSON list: matched here rather than in SQL, alike everywhere.
+                return [
+                    _issue(row)
+                    for row in rows
+                    if label in row.labels and wanted in row.title.lower()
+                ]
 
     # Administration of the embedded tracker (the `marvin issue` command). A real tracker
     # (GitLab) is administered in its own UI, so these are not part of the Protocol.

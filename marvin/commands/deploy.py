@@ -239,7 +239,9 @@ class ScheduleHandler(Handler[DeploySchedule]):
         if isinstance(window, Done):
             return window
         starts, ends = window
-        facts = await slot_facts(ctx.services, environment=cmd.env, starts_at=starts, ends_at=ends)
+        facts = await slot_facts(
+            ctx.services, environment=cmd.env, version=cmd.version, starts_at=starts, ends_at=ends
+        )
         return SlotPlan(
             action="schedule",
             environment=cmd.env,
@@ -302,6 +304,7 @@ class MoveHandler(Handler[DeployMove]):
         facts = await slot_facts(
             ctx.services,
             environment=slot.environment,
+            version=slot.version,
             starts_at=starts,
             ends_at=ends,
             exclude=slot.id,
@@ -411,6 +414,7 @@ class StartHandler(Handler[DeployStart]):
         facts = await slot_facts(
             ctx.services,
             environment=slot.environment,
+            version=slot.version,
             starts_at=ctx.now,
             ends_at=ends,
             exclude=slot.id,

@@ -21,6 +21,7 @@ async def slot_facts(
     services: Services,
     *,
     environment: str,
+    version: str,
     starts_at: datetime,
     ends_at: datetime,
     exclude: int | None = None,
@@ -64,6 +65,16 @@ async def slot_facts(
     if services.deploys is not None and protected:
         read = await fetch(services.deploys.freeze_periods())
         gitlab = Known(tuple(read.value)) if isinstance(read, Known) else read
+    requests: Known[tuple[str, ...]] | Unknown | None = None
+    deploys = settings.deploys
+    if deploys.require_change_request and environment == "production":
+        found = await fetch(services.issues.open_labelled(deploys.change_request_label, version))
+        requests = Known(tuple(i.ref for i in found.value)) if isinstance(found, Known) else found
     return DeployFacts(
-        others=views, freezes=windows, gitlab=gitlab, lock=locked, incidents=incidents
+        others=views,
+        freezes=windows,
+        gitlab=gitlab,
+        lock=locked,
+        incidents=incidents,
+        change_requests=requests,
     )

@@ -31,6 +31,8 @@ class DeployFacts:
     gitlab: Known[tuple[FreezePeriod, ...]] | Unknown | None
     lock: tuple[str, str] | None  # (reason, by) when the environment is locked
     incidents: tuple[OpenIncident, ...]  # open incidents of the severities that lock changes
+    # The open change requests for the version (None: none are required here).
+    change_requests: Known[tuple[str, ...]] | Unknown | None = None
 
 
 SlotAction = Literal["schedule", "move", "cancel", "start", "done"]

@@ -158,6 +158,7 @@ class DeployScheduler:
         facts = await slot_facts(
             services,
             environment=slot.environment,
+            version=slot.version,
             starts_at=now,
             ends_at=max(ends, now + timedelta(minutes=1)),
             exclude=slot.id,

@@ -41,11 +41,24 @@ def judge(plan: SlotPlan | AdminPlan, caller: Caller, settings: Settings) -> Dec
         )
     if overlap is not None:
         return Decision.deny(overlap)
-    if blocks:
-        return Decision.allow(
-            note=f"Deploy check overridden ({'; '.join(blocks)}): {plan.override_reason}"
+    requests = plan.facts.change_requests
+    notes = []
+    if isinstance(requests, Unknown):
+        return Decision.deny(
+            f"{plan.environment.capitalize()} deploys need an open change request, and I "
+            f"couldn't look for one ({requests.shown()}). Try again in a minute."
         )
-    return Decision.allow()
+    if requests is not None:
+        label = settings.deploys.change_request_label
+        if not requests.value:
+            return Decision.deny(
+                f"{plan.environment.capitalize()} deploys need an open change request: an "
+                f"open issue labelled `{label}` with {plan.version} in its title. I found none."
+            )
+        notes.append(f"Change request {', '.join(requests.value)}")
+    if blocks:
+        notes.append(f"Deploy check overridden ({'; '.join(blocks)}): {plan.override_reason}")
+    return Decision.allow(note=". ".join(notes) if notes else None)
 
 
 def _admin(plan: AdminPlan, caller: Caller, settings: Settings) -> Decision:
