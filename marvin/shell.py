@@ -11,12 +11,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+import structlog
+
+from marvin.deploys.scheduler import DeployScheduler
 from marvin.logs import redact_text
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import ANNOUNCE, OutboxWorker
 from marvin.services import Services
+from marvin.supervisor import replica_id
 from marvin.wiring import build_pipeline
 
+log = structlog.get_logger(__name__)
 PROMPT = "marvin> "
 HISTORY = Path(os.environ.get("MARVIN_HISTORY", Path.home() / ".marvin_history"))
 
@@ -59,6 +64,9 @@ class Shell:
         self.chat = services.settings.production_channel.chat_in_use()
         sinks = {ANNOUNCE: TerminalChannel()} if self.chat == "none" else {}
         self.outbox = OutboxWorker(services.store, sinks, services.clock)
+        # The shell is a replica too: due deploy slots are announced and started after each
+        # command (claimed like any replica's, so a running `marvin serve` never doubles it).
+        self.scheduler = DeployScheduler(services, replica_id())
 
     def invocation(self, text: str) -> Invocation:
         domain = self.services.settings.shell.email_domain
@@ -77,8 +85,22 @@ class Shell:
     async def run_line(self, text: str) -> Reply:
         reply = await self.pipeline.handle(self.invocation(text))
         self.render(reply)
+        await self._deploys()
         await self.outbox.deliver_due()
         return reply
+
+    async def _deploys(self) -> None:
+        try:
+            said = await self.scheduler.tick()
+        except Exception:
+            log.exception("shell.deploy_scheduler_failed")
+            return
+        if self.as_json:
+            return
+        channel = self.services.settings.production_channel.name
+        for text in said:
+            self.out.write(f"📣 #{channel}: {text}\n")
+        self.out.flush()
 
     def render(self, reply: Reply) -> None:
         if self.as_json:

@@ -58,11 +58,19 @@ class DeployScheduler:
         self.services = services
         self.owner = owner
         self.lease = lease
+        self._said: list[str] = []
 
-    async def tick(self) -> None:
+    async def tick(self) -> list[str]:
+        """One round; what it announced (the shell prints it)."""
+        self._said = []
         await self.due()
         await self.starting()
         await self.running()
+        return self._said
+
+    async def _say(self, session: Any, *, text: str, key: str, **more: Any) -> None:
+        await announce(session, self.services, text=text, key=key, **more)
+        self._said.append(text)
 
     # --- claims --------------------------------------------------------------------------
 
@@ -220,9 +228,8 @@ class DeployScheduler:
         async with services.store.transaction(write=True) as session:
             if not await self._settle_in(session, claim, **values):
                 return
-            await announce(
+            await self._say(
                 session,
-                services,
                 text=text,
                 key=f"deploy-due:{slot.key}",
                 fields={"slot": str(slot.id), "environment": slot.environment},
@@ -245,9 +252,8 @@ class DeployScheduler:
         if backend is None:
             async with services.store.transaction(write=True) as session:
                 if await self._settle_in(session, claim, state="started"):
-                    await announce(
+                    await self._say(
                         session,
-                        services,
                         text=f"🚀 {what} is on: no pipeline is configured, so "
                         f"@{slot.started_by or slot.booked_by} deploys it and says "
                         f"`deploy done {slot.id}`.",
@@ -279,9 +285,8 @@ class DeployScheduler:
                     outcome_reason=exc.shown()[:500],
                     finished_at=services.clock.now(),
                 ):
-                    await announce(
+                    await self._say(
                         session,
-                        services,
                         text=f"❌ {what}: GitLab didn't start its pipeline: {exc.shown()}.",
                         key=f"deploy-pipeline:{slot.key}",
                     )
@@ -301,9 +306,8 @@ class DeployScheduler:
                 pipeline_url=run.url,
                 pipeline_status=run.status,
             ):
-                await announce(
+                await self._say(
                     session,
-                    services,
                     text=f"🚀 {what} started by @{slot.started_by or slot.booked_by}: "
                     f"pipeline {run.url}",
                     key=f"deploy-pipeline:{slot.key}",
@@ -348,9 +352,8 @@ class DeployScheduler:
                 outcome_reason=None if ok else f"pipeline {run.status}",
             ):
                 return
-            await announce(
+            await self._say(
                 session,
-                services,
                 text=f"{'✅' if ok else '❌'} Deploy slot #{slot.id} ({slot.version} to "
                 f"{slot.environment}): pipeline {run.status}, {run.url}",
                 key=f"deploy-outcome:{slot.key}",
