@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from marvin.commands import account, approval, confirm, deploy, feature, freeze, help, incident
+from marvin.commands import (
+    account,
+    approval,
+    confirm,
+    deploy,
+    deploy_queue,
+    feature,
+    freeze,
+    help,
+    incident,
+)
 from marvin.commands.base import ProductionChange
 from marvin.policies.base import Policy
 from marvin.spec import Registry
@@ -50,7 +60,10 @@ def build_registry(policies: Iterable[Policy]) -> Registry:
     registry.add("four eyes: a second production engineer's go-ahead", approval.SPECS[:1])
     registry.add("turn down a change waiting for approval", approval.SPECS[1:])
     registry.add("outages: declare them, keep their timeline, mitigate and resolve", incident.SPECS)
-    registry.add("deploy slots, the queue and locks, started once when due", deploy.SPECS)
+    registry.add(
+        "deploy slots, the queue and locks, started once when due",
+        deploy.SPECS + deploy_queue.SPECS,
+    )
     registry.add("windows in which an environment takes no deploys", freeze.SPECS)
     registry.add("this help", help.specs(registry))
     check(registry, policies)

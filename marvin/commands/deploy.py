@@ -24,10 +24,10 @@ from marvin.commands.base import Change, Context, Done, Handler, Moved, Outcome,
 from marvin.deploys import service, times
 from marvin.deploys.gather import slot_facts
 from marvin.deploys.notify import tell_head
-from marvin.deploys.plans import AdminPlan, DeployFacts, QueuePlan, SlotPlan
+from marvin.deploys.plans import DeployFacts, SlotPlan
 from marvin.deploys.text import slot_details, slot_line
 from marvin.spec import Arg, CommandModel, CommandSpec, Opt
-from marvin.store.tables import DeployLock, DeployQueueEntry, DeploySlot
+from marvin.store.tables import DeploySlot
 
 _VERSION_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_+/")
 # `deploy start` is accepted this long before the slot's time.
@@ -36,7 +36,7 @@ EARLY = timedelta(minutes=5)
 _NO_FACTS = DeployFacts(others=(), freezes=(), gitlab=None, lock=None, incidents=())
 
 
-def _one_line(value: str) -> str:
+def one_line(value: str) -> str:
     return " ".join(value.split())
 
 
@@ -44,7 +44,7 @@ def _tz(ctx: Context) -> ZoneInfo:
     return times.zone(ctx.invocation.timezone)
 
 
-def _env_problem(ctx: Context, env: str) -> Done | None:
+def env_problem(ctx: Context, env: str) -> Done | None:
     known = ctx.services.settings.deploys.environments
     if env in known:
         return None
@@ -98,7 +98,7 @@ class DeploySchedule(_Override):
     @field_validator("note")
     @classmethod
     def _note(cls, value: str | None) -> str | None:
-        return _one_line(value) if value is not None else None
+        return one_line(value) if value is not None else None
 
 
 class DeployList(CommandModel):
@@ -133,24 +133,6 @@ class DeployStart(_Id, _Override):
 
 class DeployDone(_Id):
     failed: str | None = Field(None, min_length=2, max_length=500)
-
-
-class DeployQueue(CommandModel):
-    env: str | None = Field(None, max_length=32)
-    version: str | None = Field(None, max_length=128)
-
-
-class DeployUnqueue(CommandModel):
-    env: str = Field(min_length=1, max_length=32)
-
-
-class DeployLockCmd(CommandModel):
-    env: str = Field(min_length=1, max_length=32)
-    reason: str = Field(min_length=3, max_length=500)
-
-
-class DeployUnlock(CommandModel):
-    env: str = Field(min_length=1, max_length=32)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -232,7 +214,7 @@ def _fields(slot: DeploySlot) -> dict[str, str]:
 
 class ScheduleHandler(Handler[DeploySchedule]):
     async def plan(self, cmd: DeploySchedule, ctx: Context) -> Plan:
-        problem = _env_problem(ctx, cmd.env)
+        problem = env_problem(ctx, cmd.env)
         if problem is not None:
             return problem
         window = _window(cmd.when, cmd.duration, ctx)
@@ -495,7 +477,7 @@ class ListHandler(Handler[DeployList]):
     async def plan(self, cmd: DeployList, ctx: Context) -> Plan:
         env = cmd.env.lower() if cmd.env else None
         if env is not None:
-            problem = _env_problem(ctx, env)
+            problem = env_problem(ctx, env)
             if problem is not None:
                 return problem
         tz = _tz(ctx)
@@ -532,161 +514,10 @@ class ShowHandler(Handler[DeployShow]):
         return Done(slot_details(slot, _tz(ctx)))
 
 
-# --- the queue -----------------------------------------------------------------------------
-
-
-class QueueHandler(Handler[DeployQueue]):
-    async def plan(self, cmd: DeployQueue, ctx: Context) -> Plan:
-        if cmd.env is None:
-            async with ctx.read() as session:
-                waiting = await service.queue(session=session, environment=None)
-            if not waiting:
-                return Done("Nobody is queued for any environment.")
-            lines: list[str] = []
-            for env in ctx.services.settings.deploys.environments:
-                mine = [w for w in waiting if w.environment == env]
-                if mine:
-                    people = ", ".join(
-                        f"{i}. @{w.handle}" + (f" ({w.version})" if w.version else "")
-                        for i, w in enumerate(mine, 1)
-                    )
-                    lines.append(f"{env}: {people}")
-            return Done("\n".join(lines))
-        env = cmd.env.lower()
-        problem = _env_problem(ctx, env)
-        if problem is not None:
-            return problem
-        async with ctx.read() as session:
-            waiting = await service.queue(session=session, environment=env)
-        for i, entry in enumerate(waiting, 1):
-            if entry.handle == ctx.caller.handle:
-                return Done(f"You're already #{i} in the {env} queue.")
-        return QueuePlan("join", env, cmd.version)
-
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
-    ) -> Outcome:
-        assert isinstance(plan, QueuePlan)
-        session.add(
-            DeployQueueEntry(
-                environment=plan.environment,
-                handle=ctx.caller.handle,
-                version=plan.version,
-                joined_at=ctx.now,
-            )
-        )
-        await session.flush()
-        waiting = await service.queue(session=session, environment=plan.environment)
-        place = next(i for i, w in enumerate(waiting, 1) if w.handle == ctx.caller.handle)
-        told = await tell_head(session, ctx.services, environment=plan.environment, now=ctx.now)
-        turn = (
-            " You're first: it's your turn now."
-            if told == ctx.caller.handle
-            else " I'll tell you when it's your turn."
-        )
-        return Outcome(
-            text=f"You're #{place} in the {plan.environment} queue.{turn}",
-            announcement=f"🧍 @{ctx.caller.handle} joined the {plan.environment} queue (#{place})",
-            fields={"environment": plan.environment},
-        )
-
-
-class UnqueueHandler(Handler[DeployUnqueue]):
-    async def plan(self, cmd: DeployUnqueue, ctx: Context) -> Plan:
-        env = cmd.env.lower()
-        problem = _env_problem(ctx, env)
-        if problem is not None:
-            return problem
-        async with ctx.read() as session:
-            waiting = await service.queue(session=session, environment=env)
-        if all(w.handle != ctx.caller.handle for w in waiting):
-            return Done(f"You're not in the {env} queue.")
-        return QueuePlan("leave", env)
-
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
-    ) -> Outcome:
-        assert isinstance(plan, QueuePlan)
-        await service.leave_queue(
-            session=session, environment=plan.environment, handle=ctx.caller.handle, now=ctx.now
-        )
-        told = await tell_head(session, ctx.services, environment=plan.environment, now=ctx.now)
-        after = f" @{told} is next, and told." if told else ""
-        return Outcome(
-            text=f"You've left the {plan.environment} queue.{after}",
-            announcement=f"🧍 @{ctx.caller.handle} left the {plan.environment} queue",
-            fields={"environment": plan.environment},
-        )
-
-
-# --- locks ---------------------------------------------------------------------------------
-
-
-class LockHandler(Handler[DeployLockCmd]):
-    async def plan(self, cmd: DeployLockCmd, ctx: Context) -> Plan:
-        env = cmd.env.lower()
-        problem = _env_problem(ctx, env)
-        if problem is not None:
-            return problem
-        async with ctx.read() as session:
-            lock = await service.lock_of(session=session, environment=env)
-        if lock is not None:
-            return Done(f"{env} is locked already, by @{lock.locked_by}: {lock.reason}")
-        return AdminPlan("lock", env, reason=_one_line(cmd.reason))
-
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
-    ) -> Outcome:
-        assert isinstance(plan, AdminPlan) and plan.reason
-        if await service.lock_of(session=session, environment=plan.environment) is not None:
-            raise Moved()
-        session.add(
-            DeployLock(
-                environment=plan.environment,
-                reason=plan.reason,
-                locked_by=ctx.caller.handle,
-                locked_at=ctx.now,
-            )
-        )
-        return Outcome(
-            text=f"Locked deploys to {plan.environment}: {plan.reason}. "
-            f"`deploy unlock {plan.environment}` lifts it.",
-            announcement=f"🔒 @{ctx.caller.handle} locked deploys to {plan.environment}: "
-            f"{plan.reason}",
-            fields={"environment": plan.environment},
-        )
-
-
-class UnlockHandler(Handler[DeployUnlock]):
-    async def plan(self, cmd: DeployUnlock, ctx: Context) -> Plan:
-        env = cmd.env.lower()
-        problem = _env_problem(ctx, env)
-        if problem is not None:
-            return problem
-        async with ctx.read() as session:
-            lock = await service.lock_of(session=session, environment=env)
-        if lock is None:
-            return Done(f"{env} isn't locked.")
-        return AdminPlan("unlock", env, reason=lock.reason)
-
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
-    ) -> Outcome:
-        assert isinstance(plan, AdminPlan)
-        if not await service.unlock(session=session, environment=plan.environment):
-            raise Moved()
-        return Outcome(
-            text=f"Unlocked deploys to {plan.environment}.",
-            announcement=f"🔓 @{ctx.caller.handle} unlocked deploys to {plan.environment} "
-            f"(locked for: {plan.reason})",
-            fields={"environment": plan.environment},
-        )
-
-
 # --- specs ---------------------------------------------------------------------------------
 
 _ID = Arg("id", "the slot's number (from `deploy list`)")
-_ENV = Arg("env", "the environment (deploys.environments)")
+ENV_ARG = Arg("env", "the environment (deploys.environments)")
 _OVERRIDE = Opt(
     "ignore-production-check",
     "go ahead despite a lock, freeze or incident (production engineers; audited)",
@@ -702,7 +533,7 @@ SPECS = (
         DeploySchedule,
         ScheduleHandler(),
         (
-            _ENV,
+            ENV_ARG,
             Arg("version", "what is deployed, like v1.42.0"),
             Arg("when", "at <time>: 14:30, tomorrow 09:00, in 2h, mon 10:00, ISO", rest=True),
         ),
@@ -769,46 +600,5 @@ SPECS = (
         (Opt("failed", "it failed, and why", "why"),),
         production_change=True,
         plans=_SLOTS,
-    ),
-    CommandSpec(
-        "deploy",
-        "queue",
-        "Join an environment's queue (`deploy queue staging`), or see every queue.",
-        DeployQueue,
-        QueueHandler(),
-        (
-            Arg("env", "the environment to queue for", required=False),
-            Arg("version", "what you'll deploy", required=False),
-        ),
-        plans=(QueuePlan,),
-    ),
-    CommandSpec(
-        "deploy",
-        "unqueue",
-        "Leave an environment's queue; the next in line is told.",
-        DeployUnqueue,
-        UnqueueHandler(),
-        (_ENV,),
-        plans=(QueuePlan,),
-    ),
-    CommandSpec(
-        "deploy",
-        "lock",
-        "Stop deploys to an environment, with the reason shown to everyone.",
-        DeployLockCmd,
-        LockHandler(),
-        (_ENV, Arg("reason", "why", rest=True)),
-        production_change=True,
-        plans=(AdminPlan,),
-    ),
-    CommandSpec(
-        "deploy",
-        "unlock",
-        "Let deploys to an environment go ahead again.",
-        DeployUnlock,
-        UnlockHandler(),
-        (_ENV,),
-        production_change=True,
-        plans=(AdminPlan,),
     ),
 )
