@@ -227,3 +227,15 @@ async def test_production_needs_an_open_change_request_when_required(
     assert any(f"Change request {ref}" in n for r in records for n in r.details["notes"])
     # Staging needs none.
     assert (await bot.say("bob", "deploy schedule staging v9 at 14:30")).ok
+
+
+async def test_a_finished_deploy_hands_the_environment_to_the_next_in_line(bot: Bot) -> None:
+    assert (await bot.say("bob", "deploy queue staging v1")).ok
+    assert (await bot.say("carol", "deploy queue staging v2")).ok
+    assert (await bot.say("bob", "deploy schedule staging v1 at now")).ok
+    assert (await bot.say("bob", "deploy start 1")).ok
+    assert sum("@carol, it's your turn" in t for t in await announcements(bot)) == 0
+    done = await bot.say("bob", "deploy done 1")
+    assert done.ok and "is out" in done.text
+    assert sum("@carol, it's your turn at staging (v2)" in t for t in await announcements(bot)) == 1
+    assert "staging: 1. @carol (v2)" in (await bot.say("dave", "deploy queue")).text

@@ -459,6 +459,10 @@ class DoneHandler(Handler[DeployDone]):
         slot.state = "failed" if plan.failed else "succeeded"
         slot.finished_at = slot.updated_at = ctx.now
         slot.outcome_reason = plan.failed
+        # The booker's turn at the environment is over: the next in its queue is told.
+        await service.leave_queue(
+            session=session, environment=slot.environment, handle=slot.booked_by, now=ctx.now
+        )
         await tell_head(session, ctx.services, environment=slot.environment, now=ctx.now)
         how = f"failed: {plan.failed}" if plan.failed else "is out"
         return Outcome(
