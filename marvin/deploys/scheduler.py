@@ -30,7 +30,7 @@ from marvin.accounts import Caller, caller_for, granted
 from marvin.adapters.errors import AdapterError, OutcomeUnknown, Unavailable
 from marvin.adapters.gitlab_deploys import KEY_VARIABLE, PipelineRun
 from marvin.clock import as_utc
-from marvin.deploys import times
+from marvin.deploys import service, times
 from marvin.deploys.gather import slot_facts
 from marvin.deploys.notify import announce, tell_head
 from marvin.deploys.plans import SlotPlan
@@ -358,5 +358,8 @@ class DeployScheduler:
                 f"{slot.environment}): pipeline {run.status}, {run.url}",
                 key=f"deploy-outcome:{slot.key}",
                 fields={"slot": str(slot.id), "pipeline": str(run.id)},
+            )
+            await service.leave_queue(
+                session=session, environment=slot.environment, handle=slot.booked_by, now=now
             )
             await tell_head(session, services, environment=slot.environment, now=now)
