@@ -12,6 +12,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -313,12 +314,70 @@ class ChangeLockConfig(Section):
     freezes: list[Freeze] = Field(default_factory=list)
 
 
+_ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+class DeploysConfig(Section):
+    """Deploy scheduling: slots, the queue, locks and freezes (`deploy`, `freeze`)."""
+
+    environments: list[str] = Field(
+        default_factory=lambda: ["production", "canary", "staging"], min_length=1
+    )
+    # Booked, moved and started only by release managers; the others by anyone registered.
+    protected: list[str] = Field(default_factory=lambda: ["production", "canary"])
+    release_role: str = "release-manager"
+    default_minutes: int = Field(30, ge=5, le=24 * 60)
+    max_hours: float = Field(12, gt=0, le=72)
+    # How far ahead a slot may be booked.
+    horizon_days: int = Field(90, ge=1, le=366)
+    # A production slot needs an open change request: an open issue in the issue tracker
+    # labelled `change_request_label` with the version in its title.
+    require_change_request: bool = False
+    change_request_label: str = Field("change", min_length=1, max_length=100)
+    # GitLab: the project whose freeze periods count as freezes and whose pipeline deploys.
+    gitlab_project: str | None = None
+    pipeline_ref: str = "main"
+    version_variable: str = "DEPLOY_VERSION"
+    # A due slot's pipeline starts by itself; otherwise someone says `deploy start <id>`.
+    auto_start: bool = False
+    # How often the scheduler looks for due slots and running pipelines.
+    scheduler_seconds: float = Field(15, ge=1, le=600)
+    # A slot announced this long after it was due is announced as overdue.
+    overdue_minutes: float = Field(2, ge=0, le=24 * 60)
+
+    @field_validator("environments", "protected")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r}: lowercase letters, digits and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _known(self) -> DeploysConfig:
+        unknown = set(self.protected) - set(self.environments)
+        if unknown:
+            raise ValueError(f"protected names unknown environments: {sorted(unknown)}")
+        return self
+
+
 class ShellConfig(Section):
     email_domain: str = "example.com"
     default_user: str = "alice"
     # How long an exiting shell waits for what its commands put in the outbox (issues,
     # notes, announcements); what is left then is `marvin serve`'s to deliver.
     drain_seconds: float = Field(5, ge=0, le=120)
+    # The zone times typed in the shell are read in (an IANA name, like Europe/Berlin).
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone I know (like Europe/Berlin)") from None
+        return value
 
 
 class LoggingConfig(Section):
@@ -401,6 +460,7 @@ class Settings(BaseSettings):
     issues: IssuesConfig = IssuesConfig()
     incidents: IncidentsConfig = IncidentsConfig()
     change_lock: ChangeLockConfig = ChangeLockConfig()
+    deploys: DeploysConfig = DeploysConfig()
     shell: ShellConfig = ShellConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()

@@ -49,6 +49,9 @@ class Invocation(BaseModel):
     identity_error: str | None = None
     # Delivered again (a crash, a takeover): answer from the record if it was already done.
     redelivered: bool = False
+    # The person's time zone (IANA name) where the chat knows it: times they type are read
+    # in it and shown back in it besides UTC.
+    timezone: str | None = None
 
 
 class ApprovalRequest(BaseModel):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from marvin.adapters.directory import Directory
 from marvin.adapters.flags import FlagBackend
+from marvin.adapters.gitlab_deploys import DeployBackend
 from marvin.adapters.issues import IssueTracker
 from marvin.adapters.oncall import Oncall
 from marvin.adapters.presence import Presence
@@ -34,6 +35,9 @@ class Services:
     presence: Mapping[str, Presence] = field(default_factory=dict)
     # The flagd file applications may read the embedded flags from (None: not written).
     flagd: FlagdFileWriter | None = None
+    # The GitLab project deploys run in (deploys.gitlab_project): its freeze periods and
+    # pipelines. None: Marvin keeps the calendar alone.
+    deploys: DeployBackend | None = None
 
     def flags(self, env: Environment) -> FlagBackend:
         return self.flag_backends[env]

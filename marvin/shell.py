@@ -12,15 +12,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+import structlog
+
 from marvin.adapters.issues import Issue
+from marvin.deploys.scheduler import DeployScheduler
 from marvin.deviation_delivery import deviation_sinks
 from marvin.logs import redact_text
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import ANNOUNCE, OutboxWorker, Sink
 from marvin.services import Services
 from marvin.shell_delivery import ChatSinks, ShellDelivery, pending_text
+from marvin.supervisor import replica_id
 from marvin.wiring import build_pipeline, build_services, close
 
+log = structlog.get_logger(__name__)
 PROMPT = "marvin> "
 HISTORY = Path(os.environ.get("MARVIN_HISTORY", Path.home() / ".marvin_history"))
 
@@ -73,6 +78,9 @@ class Shell:
         self.delivery: ShellDelivery | None = None
         # The delivery thread prints too (an issue's link): one line at a time.
         self._writing = threading.Lock()
+        # The shell is a replica too: due deploy slots are announced and started after each
+        # command (claimed like any replica's, so a running `marvin serve` never doubles it).
+        self.scheduler = DeployScheduler(services, replica_id())
 
     def start_delivery(self) -> None:
         """Deliver what commands put in the outbox while the shell runs (issues, notes,
@@ -127,15 +135,30 @@ class Shell:
             place=self.place,
             text=redact_text(text),
             received_at=self.services.clock.now(),
+            timezone=self.services.settings.shell.timezone,
         )
 
     async def run_line(self, text: str) -> Reply:
         reply = await self.pipeline.handle(self.invocation(text))
         self.render(reply)
+        await self._deploys()
         await self.outbox.deliver_due()
         if self.delivery is not None:
             self.delivery.wake()
         return reply
+
+    async def _deploys(self) -> None:
+        try:
+            said = await self.scheduler.tick()
+        except Exception:
+            log.exception("shell.deploy_scheduler_failed")
+            return
+        if self.as_json:
+            return
+        channel = self.services.settings.production_channel.name
+        for text in said:
+            self.out.write(f"📣 #{channel}: {text}\n")
+        self.out.flush()
 
     def render(self, reply: Reply) -> None:
         with self._writing:

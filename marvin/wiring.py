@@ -13,6 +13,7 @@ from typing import Any
 from marvin.adapters.directory import FileDirectory
 from marvin.adapters.flags import Closable, FlagBackend, LocalFlagBackend
 from marvin.adapters.gitlab import GitLabClient
+from marvin.adapters.gitlab_deploys import DeployBackend, GitLabDeploys
 from marvin.adapters.gitlab_flags import GitLabInstanceFlags
 from marvin.adapters.gitlab_issues import GitLabIssueTracker
 from marvin.adapters.gitlab_project_flags import GitLabProjectFlags
@@ -80,6 +81,14 @@ def _gitlab_issues(settings: Settings, store: Store, clock: Clock) -> IssueTrack
     assert gitlab.url and project  # backend_problems refuses the config otherwise
     client = GitLabClient(gitlab.url, gitlab_token(), gitlab.timeout_seconds)
     return GitLabIssueTracker(client, project)
+
+
+def _gitlab_deploys(settings: Settings) -> DeployBackend | None:
+    project = settings.deploys.gitlab_project
+    if not project or not settings.gitlab.url:
+        return None
+    client = GitLabClient(settings.gitlab.url, gitlab_token(), settings.gitlab.timeout_seconds)
+    return GitLabDeploys(client, project)
 
 
 BACKENDS: Mapping[str, Mapping[str, Builder]] = {
@@ -183,6 +192,7 @@ def build_services(
         directory=build("directory"),
         oncall=build("oncall"),
         presence=dict(presence or {}),
+        deploys=_gitlab_deploys(settings),
         flagd=(
             FlagdFileWriter(
                 store, settings.flags.flagd_file, Environment(settings.flags.flagd_environment)

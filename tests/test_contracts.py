@@ -321,6 +321,16 @@ async def test_issues_a_created_issue_is_found_by_its_reference(issues: IssueTra
     assert (found.ref, found.title, found.labels) == (made.ref, made.title, made.labels)
 
 
+async def test_issues_open_ones_are_found_by_label_and_title(issues: IssueTracker) -> None:
+    wanted = await issues.create(
+        title="Change: deploy V1.42.0", description="", labels=["change"], author="dave"
+    )
+    await issues.create(title="deploy v1.42.0 notes", description="", labels=[], author="dave")
+    await issues.create(title="Change: deploy v1.43", description="", labels=["change"], author="x")
+    found = await issues.open_labelled("change", "v1.42.0")
+    assert [i.ref for i in found] == [wanted.ref]
+
+
 async def test_issues_a_missing_issue_is_not_found(issues: IssueTracker) -> None:
     with pytest.raises(NotFound):
         await issues.get("#4242")

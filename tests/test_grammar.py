@@ -277,7 +277,7 @@ def test_at_names_in_user_option(text: str, gates: tuple[str, ...]) -> None:
         ("--staging", "Tell me what to do: start with a command."),
         ("featur", "I don't know the command `featur`. Did you mean `feature`?"),
         ("featur list", "I don't know the command `featur`. Did you mean `feature list`?"),
-        ("deploy now", "I don't know the command `deploy`."),
+        ("deploy now", "`deploy` has no subcommand `now`."),
         ("feature sett x", "`feature` has no subcommand `sett`. Did you mean `feature set`?"),
         ("feature lst", "`feature` has no subcommand `lst`. Did you mean `feature list`?"),
         ("feature launch x", "`feature` has no subcommand `launch`."),

@@ -30,6 +30,10 @@ TABLES = {
     "inbox",
     "deviations",
     "local_issue_label_events",
+    "deploy_slots",
+    "deploy_freezes",
+    "deploy_locks",
+    "deploy_queue",
 }
 
 

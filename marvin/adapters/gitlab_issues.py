@@ -160,6 +160,21 @@ class GitLabIssueTracker:
                 latest = when
         return latest
 
+    async def open_labelled(self, label: str, search: str) -> list[Issue]:
+        found = await self._call(
+            self.client.gl.http_list,
+            f"{self._base}/issues",
+            query_data={"labels": label, "state": "opened", "search": search, "in": "title"},
+            get_all=True,
+            per_page=self._page_size,
+        )
+        wanted = search.lower()
+        return [
+            _issue(entity)
+            for entity in found
+            if isinstance(entity, dict) and wanted in str(entity.get("title") or "").lower()
+        ]
+
     # --- IncidentTracker -------------------------------------------------------------------
 
     async def open_issue(self, new: NewIssue) -> Issue:

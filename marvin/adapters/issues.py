@@ -48,6 +48,10 @@ class IssueTracker(Protocol):
     async def labelled_at(self, ref: str, labels: Sequence[str]) -> datetime | None:
         """When one of `labels` was last put on the issue (UTC), None if the tracker has no
         record of it; `NotFound`/`Refused` as `get`."""
+
+    async def open_labelled(self, label: str, search: str) -> list[Issue]:
+        """The open issues labelled `label` whose title contains `search` (in any case):
+        change requests for a version, for instance."""
         ...
 
 
@@ -125,6 +129,23 @@ class LocalIssueTracker:
                     )
                 ).first()
         return as_utc(when) if when is not None else None
+
+    async def open_labelled(self, label: str, search: str) -> list[Issue]:
+        wanted = search.lower()
+        with database_answers():
+            async with self._store.transaction() as session:
+                rows = await session.scalars(
+                    select(LocalIssue)
+                    .where(LocalIssue.state == "opened")
+                    .order_by(LocalIssue.id.desc())
+                    .limit(500)
+                )
+                # Labels are a JSON list: matched here rather than in SQL, alike everywhere.
+                return [
+                    _issue(row)
+                    for row in rows
+                    if label in row.labels and wanted in row.title.lower()
+                ]
 
     # Administration of the embedded tracker (the `marvin issue` command). A real tracker
     # (GitLab) is administered in its own UI, so these are not part of the Protocol.

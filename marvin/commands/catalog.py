@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from marvin.commands import account, approval, change, confirm, feature, help, incident
+from marvin.commands import (
+    account,
+    approval,
+    change,
+    confirm,
+    deploy,
+    deploy_queue,
+    feature,
+    freeze,
+    help,
+    incident,
+)
 from marvin.commands.base import ProductionChange
 from marvin.policies.base import Policy
 from marvin.spec import Registry
@@ -51,6 +62,11 @@ def build_registry(policies: Iterable[Policy]) -> Registry:
     registry.add("turn down a change waiting for approval", approval.SPECS[1:])
     registry.add("outages: declare them, keep their timeline, mitigate and resolve", incident.SPECS)
     registry.add("planned changes to production, with their checklist", change.SPECS)
+    registry.add(
+        "deploy slots, the queue and locks, started once when due",
+        deploy.SPECS + deploy_queue.SPECS,
+    )
+    registry.add("windows in which an environment takes no deploys", freeze.SPECS)
     registry.add("this help", help.specs(registry))
     check(registry, policies)
     return registry

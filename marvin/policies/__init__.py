@@ -13,6 +13,7 @@ from marvin.policies.ceiling import CeilingPolicy
 from marvin.policies.change_lock import ChangeLockPolicy
 from marvin.policies.channel import ChannelPolicy
 from marvin.policies.consistency import ConsistencyPolicy
+from marvin.policies.deploys import DeployPolicy
 from marvin.policies.registration import RegistrationPolicy
 from marvin.policies.roles import RolePolicy
 
@@ -23,6 +24,7 @@ GATES: tuple[Gate, ...] = (
 )
 
 POLICIES: tuple[Policy, ...] = (
+    DeployPolicy(),
     ChangeLockPolicy(),
     ConsistencyPolicy(),
     CeilingPolicy(),

@@ -554,10 +554,10 @@ class SlackTransport:
     ) -> Invocation:
         user_id = str(payload.get("user_id") or "")
         identity_error: str | None = None
-        name, email = str(payload.get("user_name") or user_id), None
+        name, email, tz = str(payload.get("user_name") or user_id), None, None
         try:
             info = await self.people.get(user_id)
-            name, email = str(payload.get("user_name") or info.name), info.email
+            name, email, tz = str(payload.get("user_name") or info.name), info.email, info.tz
         except Unavailable as exc:
             # Unknown is not "nobody": the pipeline says Slack didn't answer, if it matters.
             identity_error = exc.service
@@ -579,6 +579,7 @@ class SlackTransport:
             unresolved=unresolved,
             identity_error=identity_error,
             redelivered=redelivered,
+            timezone=tz,
         )
 
     async def _resolve_mentions(self, text: str) -> tuple[str, tuple[str, ...]]:

@@ -31,6 +31,7 @@ class SlackUser:
     status_expiration: int
     deleted: bool
     is_bot: bool
+    tz: str | None = None  # the IANA zone of the person's Slack profile
 
 
 class _TTLCache:
@@ -84,6 +85,7 @@ class SlackPeople:
             status_expiration=int(profile.get("status_expiration") or 0),
             deleted=bool(raw.get("deleted")),
             is_bot=bool(raw.get("is_bot")),
+            tz=str(raw["tz"]) if raw.get("tz") else None,
         )
         self._cache.put(user_id, user)
         return user

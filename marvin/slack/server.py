@@ -34,6 +34,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
 from marvin.config import Settings
+from marvin.deploys.calendar import add_calendar_routes
+from marvin.deploys.calendar import token_from_env as calendar_token
+from marvin.deploys.scheduler import DeployScheduler
 from marvin.deviation_delivery import deviation_sinks
 from marvin.issue_delivery import ISSUE_MAX_ATTEMPTS, issue_sinks
 from marvin.metrics import CONTENT_TYPE, Metrics
@@ -164,6 +167,13 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         Job("inbox:recovery", max(1.0, lease.total_seconds() / 4), transport.recover),
         Job("intents:settle", 10.0, lambda: intents.settle_due(services, pipeline.registry, lease)),
         Job("watches", 30.0, lambda: watches.notify(services)),
+        # Due deploy slots: each claimed with its own lease and fence as well, so a lease
+        # that changes hands mid-round still announces and starts a slot once.
+        Job(
+            "deploys:scheduler",
+            settings.deploys.scheduler_seconds,
+            DeployScheduler(services, transport.owner, lease).tick,
+        ),
         Job(
             "retention",
             3600.0,
@@ -290,6 +300,8 @@ def build_web_app(
     app.router.add_get("/metrics", metrics_page)
     # Applications evaluate the embedded flags here (OpenFeature's remote protocol).
     add_ofrep_routes(app, store, transport.pipeline.services.clock, tokens_from_env())
+    # The deploy calendar, for people's own calendars (MARVIN_CALENDAR_TOKEN; unset: off).
+    add_calendar_routes(app, transport.pipeline.services, calendar_token())
     return app
 
 

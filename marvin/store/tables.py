@@ -427,3 +427,87 @@ class LocalIssueLabelEvent(Base):
     label: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(8))  # add | remove
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeploySlot(Base):
+    """A booked deploy: one version to one environment in one window.
+
+    The scheduler claims a due slot with `claimed_by`/`claim_until` and raises `fence` with
+    every claim, so a replica whose claim ran out can't act on it any more; `key` is the
+    slot's idempotency key, carried by its announcement and its pipeline.
+    """
+
+    __tablename__ = "deploy_slots"
+    __table_args__ = (
+        Index("ix_deploy_slots_environment_starts_at", "environment", "starts_at"),
+        Index("ix_deploy_slots_state_starts_at", "state", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    environment: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(128))
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    note: Mapped[str | None] = mapped_column(String(500))
+    booked_by: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    # scheduled -> announced (due) -> started -> succeeded | failed; or cancelled, refused.
+    state: Mapped[str] = mapped_column(String(16))
+    override_reason: Mapped[str | None] = mapped_column(String(500))
+    fence: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claim_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_by: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    pipeline_id: Mapped[int | None] = mapped_column(Integer)
+    pipeline_url: Mapped[str | None] = mapped_column(String(1000))
+    pipeline_status: Mapped[str | None] = mapped_column(String(32))
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    outcome_reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeployFreeze(Base):
+    """A window in which one environment takes no deploys (Marvin's own; GitLab's are read)."""
+
+    __tablename__ = "deploy_freezes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(32), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reason: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DeployLock(Base):
+    """An environment stopped for deploys, with the reason shown to everyone."""
+
+    __tablename__ = "deploy_locks"
+
+    environment: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    locked_by: Mapped[str] = mapped_column(String(64))
+    locked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DeployQueueEntry(Base):
+    """Someone waiting for their turn at an environment, in the order they joined."""
+
+    __tablename__ = "deploy_queue"
+    __table_args__ = (Index("ix_deploy_queue_environment_id", "environment", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment: Mapped[str] = mapped_column(String(32))
+    handle: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(128))
+    joined_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When they were told it is their turn (once), and when they left the queue.
+    told_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    left_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -989,6 +989,26 @@ class FakeGitLab(LoopbackServer):
             setattr(feature, key, list(value) if isinstance(value, list | tuple) else value)
         return feature
 
+    def add_freeze_period(
+        self,
+        project: GitLabProject | int | str,
+        freeze_start: str,
+        freeze_end: str,
+        cron_timezone: str = "UTC",
+    ) -> FreezePeriod:
+        """A freeze period, as a maintainer would set it (the crons are not checked here)."""
+        now = _now()
+        fp = FreezePeriod(
+            id=self._next("freeze_period"),
+            freeze_start=freeze_start,
+            freeze_end=freeze_end,
+            cron_timezone=cron_timezone,
+            created_at=now,
+            updated_at=now,
+        )
+        self.project(project).freeze_periods[fp.id] = fp
+        return fp
+
     def set_pipeline_status(
         self, project: GitLabProject | int | str, pipeline_id: int, status: str
     ) -> Pipeline:
@@ -2815,6 +2835,55 @@ class FakeGitLab(LoopbackServer):
         if pipeline is None:
             raise _not_found()
         return _Answer(200, self._pipeline_entity(project, pipeline))
+
+    @_route("GET", "/projects/:id/pipelines")
+    def _list_pipelines(self, ctx: _Ctx) -> _Answer:
+        """``lib/api/ci/pipelines.rb``: filtered by ref, source, status; newest first (order_by
+        id, sort desc by default); the basic entity, without the user or detailed status."""
+        project = self._user_project(ctx)
+        if project.visibility != "public":
+            self._authorize(ctx, project, REPORTER)  # read_pipeline
+        rows = sorted(project.pipelines.values(), key=lambda p: p.id)
+        if (_str(ctx.params, "sort") or "desc") == "desc":
+            rows.reverse()
+        for name in ("ref", "source", "status"):
+            wanted = _str(ctx.params, name)
+            if wanted:
+                rows = [p for p in rows if getattr(p, name) == wanted]
+        basic = []
+        for p in rows:
+            entity = self._pipeline_entity(project, p)
+            basic.append(
+                {
+                    k: entity[k]
+                    for k in (
+                        "id",
+                        "iid",
+                        "project_id",
+                        "sha",
+                        "ref",
+                        "status",
+                        "source",
+                        "created_at",
+                        "updated_at",
+                        "web_url",
+                    )
+                }
+            )
+        return self._paginate(ctx, basic)
+
+    @_route("GET", "/projects/:id/pipelines/:pipeline_id/variables")
+    def _pipeline_variables(self, ctx: _Ctx) -> _Answer:
+        """Only those who may read a pipeline's variables (developers: guess from
+        ``read_pipeline_variable`` in ``app/policies/ci/pipeline_policy.rb``)."""
+        self._authenticate(ctx)
+        project = self._user_project(ctx)
+        self._authorize(ctx, project, DEVELOPER)
+        pipeline_id = _int(ctx.args, "pipeline_id")
+        pipeline = project.pipelines.get(pipeline_id) if pipeline_id is not None else None
+        if pipeline is None:
+            raise _not_found()
+        return _Answer(200, [dict(v) for v in pipeline.variables])
 
     # ------------------------------------------------------------------ freeze periods
 
