@@ -15,6 +15,7 @@ from typing import Generic, TypeAlias, TypeVar
 from sqlalchemy import select
 
 from marvin.accounts import account_for_handle
+from marvin.adapters.directory import Freshness
 from marvin.adapters.errors import AdapterError
 from marvin.models import Invocation
 from marvin.services import Services
@@ -70,6 +71,8 @@ class Facts:
     presence: Known[str | None] | Unknown
     oncall: Known[OnCall] | Unknown
     incidents: tuple[OpenIncident, ...]
+    # How current the roles registry is that the caller's roles were read from.
+    directory: Known[Freshness] | Unknown = Known(Freshness(live=True))
 
 
 async def _presence(services: Services, inv: Invocation) -> str | None:
@@ -107,7 +110,9 @@ async def _local(
 
 async def gather(services: Services, inv: Invocation, now: datetime) -> Facts:
     """The facts of a production change: the chat asked while Marvin's own are read."""
-    presence, (oncall, incidents) = await asyncio.gather(
-        fetch(_presence(services, inv)), _local(services, now)
+    presence, (oncall, incidents), directory = await asyncio.gather(
+        fetch(_presence(services, inv)),
+        _local(services, now),
+        fetch(services.directory.freshness()),
     )
-    return Facts(presence=presence, oncall=oncall, incidents=incidents)
+    return Facts(presence=presence, oncall=oncall, incidents=incidents, directory=directory)

@@ -26,6 +26,11 @@ TABLES = {
     "outbox",
     "confirmations",
     "inbox",
+    "directory_members",
+    "directory_syncs",
+    "access_reviews",
+    "access_reminders",
+    "account_links",
 }
 
 

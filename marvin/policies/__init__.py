@@ -14,6 +14,7 @@ from marvin.policies.change_lock import ChangeLockPolicy
 from marvin.policies.channel import ChannelPolicy
 from marvin.policies.consistency import ConsistencyPolicy
 from marvin.policies.registration import RegistrationPolicy
+from marvin.policies.registry import RegistryFreshnessPolicy
 from marvin.policies.roles import RolePolicy
 
 GATES: tuple[Gate, ...] = (
@@ -23,6 +24,7 @@ GATES: tuple[Gate, ...] = (
 )
 
 POLICIES: tuple[Policy, ...] = (
+    RegistryFreshnessPolicy(),
     ChangeLockPolicy(),
     ConsistencyPolicy(),
     CeilingPolicy(),

@@ -31,6 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
+from marvin.access import sync as access_sync
 from marvin.config import Settings
 from marvin.issue_delivery import issue_worker
 from marvin.metrics import CONTENT_TYPE, Metrics
@@ -140,6 +141,12 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         Job("inbox:recovery", max(1.0, lease.total_seconds() / 4), transport.recover),
         Job("intents:settle", 10.0, lambda: intents.settle_due(services, pipeline.registry, lease)),
         Job("watches", 30.0, lambda: watches.notify(services)),
+        # The roles registry's GitLab mirror (a no-op for the roles file).
+        Job(
+            "directory:sync",
+            settings.directory.sync_minutes * 60,
+            lambda: access_sync.run(services),
+        ),
         Job(
             "retention",
             3600.0,
