@@ -152,7 +152,12 @@ class Pipeline:
                 f"I couldn't ask {inv.identity_error} who you are, so I can't tell what you may "
                 "do. Nothing was done; please try again in a minute."
             )
-        person = await services.directory.by_email(inv.user_email) if inv.user_email else None
+        try:
+            person = await services.directory.by_email(inv.user_email) if inv.user_email else None
+        except AdapterError as exc:
+            # Not linked this time: the account is made, and the next message asks again.
+            log.warning("directory.lookup_failed", error=exc.shown())
+            person = None
         async with services.store.transaction(write=True) as session:
             account, created, unlinked = await ensure_account(session, inv, person, now)
             grants = await granted(session, account.id, now)

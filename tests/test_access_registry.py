@@ -236,3 +236,14 @@ def test_config_needs_groups_and_a_gitlab(sqlite_url: str) -> None:
         gitlab={"url": "https://gitlab.example.com"},
     )
     assert "directory.groups.sre: no such role in directory.roles" in check_consistency(bad)
+
+
+async def test_first_contact_while_gitlab_is_down_links_on_the_next(
+    gitlab_bot: Bot, gitlab: FakeGitLab
+) -> None:
+    await gitlab.down()
+    first = await gitlab_bot.say("carol", "whoami")
+    assert first.ok and "can't find you in the roles registry" in first.text
+    await gitlab.up()
+    again = await gitlab_bot.say("carol", "whoami")
+    assert "GitLab user: carol." in again.text

@@ -25,7 +25,7 @@ from marvin.adapters.gitlab_groups import GitLabGroups
 from marvin.clock import as_utc
 from marvin.config import DirectoryConfig
 from marvin.store.db import Store, database_answers
-from marvin.store.tables import DirectoryMember, DirectorySync
+from marvin.store.tables import Account, DirectoryMember, DirectorySync
 
 SYNC_NAME = "gitlab"
 
@@ -96,16 +96,52 @@ class MirroredDirectory:
         return self._people(rows)
 
     async def by_email(self, email: str) -> DirectoryPerson | None:
+        """A group member by the mirror; anyone else by asking GitLab whose e-mail it is
+        (this is asked once, when an account is first linked, with no transaction open)."""
         wanted = email.strip().lower()
         found = await self._select(func.lower(DirectoryMember.email) == wanted)
-        if not found:
+        if found:
+            # The person's every role, not only the rows that carried the e-mail.
+            return await self.by_handle(found[0].handle)
+        if self.source is None:
             return None
-        # The person's every role, not only the rows that carried the e-mail.
-        return await self.by_handle(found[0].handle)
+        user = await self.source.user_by_email(wanted)
+        if user is None:
+            return None
+        return person(
+            handle=user.username.lower(),
+            name=user.name,
+            email=user.email,
+            gitlab_username=user.username,
+            holdings=[],
+            roles=self._config.roles,
+        )
 
     async def by_handle(self, handle: str) -> DirectoryPerson | None:
+        """A group member, or a GitLab user an account was linked to who holds no role."""
         found = await self._select(func.lower(DirectoryMember.username) == handle.lower())
-        return found[0] if found else None
+        if found:
+            return found[0]
+        with database_answers():
+            async with self._store.transaction() as session:
+                account = (
+                    await session.scalars(
+                        select(Account)
+                        .where(Account.directory_handle == handle.lower())
+                        .order_by(Account.id)
+                        .limit(1)
+                    )
+                ).first()
+        if account is None:
+            return None
+        return person(
+            handle=handle.lower(),
+            name=account.display_name,
+            email=account.email,
+            gitlab_username=account.gitlab_username or handle,
+            holdings=[],
+            roles=self._config.roles,
+        )
 
     async def by_gitlab_username(self, username: str) -> DirectoryPerson | None:
         return await self.by_handle(username.strip())

@@ -73,3 +73,33 @@ class GitLabGroups:
             self.client.gl.http_list, path, get_all=True, per_page=self.page_size, **_ONCE
         )
         return {str(e["username"]) for e in entries if isinstance(e, dict)}
+
+    async def user_by_email(self, email: str) -> GroupMember | None:
+        """The active GitLab user with this e-mail (`GET /users?search=`: any e-mail for an
+        administrator's token, public ones otherwise), if exactly one has it."""
+        wanted = email.strip().lower()
+        entries = await self.client.call(
+            self.client.gl.http_list,
+            "/users",
+            query_data={"search": wanted},
+            get_all=False,
+            per_page=20,
+            **_ONCE,
+        )
+        found = [
+            e
+            for e in entries
+            if isinstance(e, dict)
+            and e.get("state", "active") == "active"
+            and wanted in {str(e.get(k) or "").lower() for k in ("email", "public_email")}
+        ]
+        if len(found) != 1:
+            return None
+        entry = found[0]
+        return GroupMember(
+            user_id=int(entry["id"]),
+            username=str(entry["username"]),
+            name=str(entry.get("name") or entry["username"]),
+            email=wanted,
+            access_level=0,
+        )

@@ -31,6 +31,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
+from marvin.access import notices as access_notices
 from marvin.access import sync as access_sync
 from marvin.config import Settings
 from marvin.issue_delivery import issue_worker
@@ -147,6 +148,7 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
             settings.directory.sync_minutes * 60,
             lambda: access_sync.run(services),
         ),
+        Job("access:notices", 600.0, lambda: access_notices.run(services)),
         Job(
             "retention",
             3600.0,
