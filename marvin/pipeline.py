@@ -214,7 +214,9 @@ class Pipeline:
         if caller.person is None:
             return (
                 "Welcome! I've created your Marvin account, but I can't find you in the roles "
-                "registry, so you can read but not change anything yet."
+                "registry, so you can read but not change anything yet. No one there has your "
+                "e-mail: if you have a GitLab user, say `account link <gitlab-username>` and a "
+                "production engineer will confirm it."
             )
         flag_set = self.registry.find("feature", "set")
         needs = flag_set.needs if flag_set else None

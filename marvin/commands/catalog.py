@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from marvin.commands import access, account, approval, confirm, feature, help, incident
+from marvin.commands import (
+    access,
+    account,
+    account_link,
+    approval,
+    confirm,
+    feature,
+    help,
+    incident,
+)
 from marvin.commands.base import ProductionChange
 from marvin.policies.base import Policy
 from marvin.spec import Registry
@@ -51,6 +60,7 @@ def build_registry(policies: Iterable[Policy]) -> Registry:
     registry.add("turn down a change waiting for approval", approval.SPECS[1:])
     registry.add("outages: declare them, keep their timeline, mitigate and resolve", incident.SPECS)
     registry.add("who has production access, and why: roles, grants, requests", access.SPECS)
+    registry.add("link your chat account to your GitLab user", account_link.SPECS)
     registry.add("this help", help.specs(registry))
     check(registry, policies)
     return registry
