@@ -9,9 +9,12 @@ import structlog
 from sqlalchemy import update
 
 from marvin.access import grants as grant_store
-from marvin.outbox import enqueue
+from marvin.access import review
+from marvin.clock import as_utc
+from marvin.models import Announcement
+from marvin.outbox import ANNOUNCE, enqueue
 from marvin.services import Services
-from marvin.store.tables import Grant
+from marvin.store.tables import AccessReminder, Grant
 from marvin.watches import dm_kind
 
 log = structlog.get_logger(__name__)
@@ -54,5 +57,44 @@ async def warn_expiring(services: Services) -> int:
     return told
 
 
+REVIEW_REMINDER = "access-review"
+
+
+async def remind_review(services: Services) -> bool:
+    """Post the access review's summary to the production channel when the last one is
+    `directory.review_reminder_days` old (or there was none)."""
+    now = services.clock.now()
+    days = services.settings.directory.review_reminder_days
+    async with services.store.transaction() as session:
+        last = await session.get(AccessReminder, REVIEW_REMINDER)
+    if last is not None and as_utc(last.sent_at) > now - timedelta(days=days):
+        return False
+    report = await review.build(services, now)
+    message = Announcement(
+        channel_id=services.settings.production_channel.id,
+        text=review.summary(report, now, days),
+        idempotency_key=f"access-review:{now:%Y-%m-%dT%H:%M}",
+    )
+    async with services.store.transaction(write=True) as session:
+        # Once, even with two replicas racing here: the row moves only if it is still due.
+        row = await session.get(AccessReminder, REVIEW_REMINDER, with_for_update=True)
+        if row is not None and as_utc(row.sent_at) > now - timedelta(days=days):
+            return False
+        if row is None:
+            session.add(AccessReminder(name=REVIEW_REMINDER, sent_at=now))
+        else:
+            row.sent_at = now
+        await enqueue(
+            session,
+            kind=ANNOUNCE,
+            key=message.idempotency_key,
+            payload=message.model_dump(mode="json"),
+            now=now,
+        )
+    log.info("access.review_reminder")
+    return True
+
+
 async def run(services: Services) -> int:
-    return await warn_expiring(services)
+    told = await warn_expiring(services)
+    return told + int(await remind_review(services))

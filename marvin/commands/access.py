@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.access import grants as grant_store
-from marvin.access import mirror, requests, sync
+from marvin.access import mirror, requests, review, sync
 from marvin.access.mirror import MirroredDirectory
 from marvin.access.sync import Snapshot
 from marvin.accounts import account_for_handle
@@ -28,7 +28,7 @@ from marvin.issue_delivery import incident_tracker
 from marvin.policies.roles import PRODUCTION_ROLE
 from marvin.services import Services
 from marvin.spec import Arg, CommandModel, CommandSpec, Needs, Opt
-from marvin.store.tables import Account, Grant
+from marvin.store.tables import AccessReview, Account, Grant
 
 AccessEnvName = Literal["production", "staging", "runners"]
 PRODUCTION_ONLY = Needs("role", PRODUCTION_ROLE)
@@ -91,6 +91,20 @@ class AccessGrant(CommandModel):
     @classmethod
     def _expires(cls, value: Any) -> Any:
         return requests.duration(value) if isinstance(value, str) else value
+
+
+class AccessReport(CommandModel):
+    pass
+
+
+class AccessReviewed(CommandModel):
+    person: str
+    note: str | None = Field(None, max_length=500)
+
+    @field_validator("person")
+    @classmethod
+    def _person(cls, value: str) -> str:
+        return username(value)
 
 
 class AccessRevoke(CommandModel):
@@ -645,6 +659,60 @@ class RevokeHandler(Handler[AccessRevoke]):
         )
 
 
+# --- the access review ----------------------------------------------------------------------
+
+
+class ReportHandler(Handler[AccessReport]):
+    async def plan(self, cmd: AccessReport, ctx: Context) -> Plan:
+        report = await review.build(ctx.services, ctx.now)
+        roles = {r.name: r for r in ctx.services.directory.roles()}
+        data = {
+            "holders": [h.person.handle for h in report.holders],
+            "grants": [f"{g.handle}:{g.name}" for g in report.grants],
+            "idle": [i.handle for i in report.idle],
+        }
+        return Done("\n".join(review.render(report, ctx.now, roles)), data=data)
+
+
+@dataclass(frozen=True)
+class ReviewedPlan(Change):
+    handle: str
+    note: str | None
+
+    def summary(self) -> str:
+        return f"access reviewed @{self.handle}"
+
+
+class ReviewedHandler(Handler[AccessReviewed]):
+    async def plan(self, cmd: AccessReviewed, ctx: Context) -> Plan:
+        person = await find_person(ctx, cmd.person)
+        if person is None:
+            return Done(
+                f"@{cmd.person} is not in the roles registry: there's no access to review.",
+                ok=False,
+                kind="not_found",
+            )
+        return ReviewedPlan(person.handle, " ".join(cmd.note.split()) if cmd.note else None)
+
+    async def record(
+        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    ) -> Outcome:
+        assert isinstance(plan, ReviewedPlan)
+        session.add(
+            AccessReview(
+                handle=plan.handle,
+                reviewed_by=ctx.caller.handle,
+                reviewed_at=ctx.now,
+                note=plan.note,
+            )
+        )
+        return Outcome(
+            f"Recorded that you reviewed @{plan.handle}'s access today.",
+            announcement=f"@{ctx.caller.handle} reviewed @{plan.handle}'s access",
+            details={"note": plan.note},
+        )
+
+
 _ENV = Opt("env", "only roles with access to production, staging or runners", "env")
 
 SPECS = (
@@ -708,6 +776,25 @@ SPECS = (
         needs=PRODUCTION_ONLY,
         examples=("access revoke feature_flags @bob",),
         plans=(RevokePlan,),
+    ),
+    CommandSpec(
+        "access",
+        "report",
+        "The access review: who has production or staging access and how, when reviewed, "
+        "grants near expiry, idle members (production role).",
+        AccessReport,
+        ReportHandler(),
+        needs=PRODUCTION_ONLY,
+    ),
+    CommandSpec(
+        "access",
+        "reviewed",
+        "Record that you reviewed someone's access (production role).",
+        AccessReviewed,
+        ReviewedHandler(),
+        (Arg("person", "@handle or GitLab username"), Arg("note", "optional", False, True)),
+        needs=PRODUCTION_ONLY,
+        plans=(ReviewedPlan,),
     ),
     CommandSpec(
         "access",
