@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from marvin.access import sync as access_sync
 from marvin.logs import redact_text
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import ANNOUNCE, OutboxWorker
@@ -59,6 +60,7 @@ class Shell:
         self.chat = services.settings.production_channel.chat_in_use()
         sinks = {ANNOUNCE: TerminalChannel()} if self.chat == "none" else {}
         self.outbox = OutboxWorker(services.store, sinks, services.clock)
+        self._registry_checked = False
 
     def invocation(self, text: str) -> Invocation:
         domain = self.services.settings.shell.email_domain
@@ -74,6 +76,11 @@ class Shell:
         )
 
     async def run_line(self, text: str) -> Reply:
+        if not self._registry_checked:
+            # The roles registry's GitLab mirror, brought up to date before the first
+            # command when no `marvin serve` has kept it so.
+            self._registry_checked = True
+            await access_sync.if_stale(self.services)
         reply = await self.pipeline.handle(self.invocation(text))
         self.render(reply)
         await self.outbox.deliver_due()

@@ -181,3 +181,34 @@ async def test_request_and_grant_on_gitlab(make: Callable[..., Bot], gitlab: Fak
     stale = await bot.say("alice", "access grant feature_flags @dave --issue #1")
     assert "older than the 60 minutes allowed" in stale.text
     assert len(issue.notes) == 1
+
+
+async def test_a_request_gitlab_answered_too_late_is_settled_by_its_marker(
+    make: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    from datetime import timedelta
+
+    from marvin import intents
+    from marvin.access import sync
+    from marvin.store.tables import ChangeIntent
+
+    bot = make(
+        **sections(
+            gitlab,
+            issues={"backend": "gitlab", "project": TRACKER},
+            gitlab={"timeout_seconds": 0.5},
+        )
+    )
+    await sync.run(bot.services)
+    gitlab.hang_after_apply("POST /projects/*/issues", 3)
+    reply = await bot.say("carol", 'access request feature_flags "to roll out new_nav"')
+    assert not reply.ok and "don't repeat the command" in reply.text
+    assert len(gitlab.issues(TRACKER)) == 1  # made, though the answer never came
+    gitlab.clear_faults()
+    settled = await intents.settle_due(bot.services, bot.pipeline.registry, timedelta(seconds=60))
+    assert settled == 1
+    (intent,) = await bot.rows(ChangeIntent)
+    assert intent.status == "applied"
+    announced = [m.payload["text"] for m in await bot.rows(OutboxMessage)]
+    assert any("@carol requested `feature_flags`" in t for t in announced)
+    assert len(gitlab.issues(TRACKER)) == 1

@@ -247,3 +247,16 @@ async def test_first_contact_while_gitlab_is_down_links_on_the_next(
     await gitlab.up()
     again = await gitlab_bot.say("carol", "whoami")
     assert "GitLab user: carol." in again.text
+
+
+async def test_the_shell_syncs_a_stale_mirror_before_its_first_command(
+    make: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    import io
+
+    from marvin.shell import Shell
+
+    bot = make(**sections(gitlab))
+    shell = Shell(bot.services, user="alice", out=io.StringIO())
+    reply = await shell.run_line("access mine")
+    assert "production, through GitLab group gl-infra/production-engineers" in reply.text

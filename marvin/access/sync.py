@@ -84,3 +84,16 @@ async def run(services: Services) -> Freshness | None:
     await store(services, snapshot)
     log.info("directory.synced", members=snapshot.count())
     return await directory.freshness()
+
+
+async def if_stale(services: Services) -> Freshness | None:
+    """Sync when the mirror is older than allowed (a shell with no `marvin serve` beside it
+    to run the job); otherwise leave it."""
+    directory = services.directory
+    if not isinstance(directory, MirroredDirectory):
+        return None
+    freshness = await directory.freshness()
+    limit = services.settings.directory.max_staleness_minutes
+    if not freshness.stale(services.clock.now(), limit):
+        return freshness
+    return await run(services)
