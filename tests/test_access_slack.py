@@ -39,3 +39,12 @@ async def test_a_request_is_announced_in_production(rig: SlackRig) -> None:
     assert [i.labels for i in await rig.rows(LocalIssue)] == [["access request"]]
     await rig.announce()
     assert any("requested `feature_flags`" in p["text"] for p in rig.posts(PRODUCTION))
+
+
+async def test_the_access_jobs_run_under_the_supervisor(rig: SlackRig) -> None:
+    jobs = rig.bot.supervisor.jobs
+    assert {"directory:sync", "access:notices"} <= set(jobs)
+    assert jobs["directory:sync"].every == 15 * 60
+    await jobs["access:notices"].run()  # the first run posts the review's summary
+    await rig.announce()
+    assert any(p["text"].startswith("Access review: ") for p in rig.posts(PRODUCTION))
