@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin.commands.access import PRODUCTION_ONLY, find_person, username
+from marvin.commands.access_common import PRODUCTION_ONLY, find_person, username
 from marvin.commands.base import Change, Context, Done, Handler, Moved, Outcome, Plan
 from marvin.spec import Arg, CommandModel, CommandSpec
 from marvin.store.tables import Account, AccountLink
