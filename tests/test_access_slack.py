@@ -45,6 +45,10 @@ async def test_the_access_jobs_run_under_the_supervisor(rig: SlackRig) -> None:
     jobs = rig.bot.supervisor.jobs
     assert {"directory:sync", "access:notices"} <= set(jobs)
     assert jobs["directory:sync"].every == 15 * 60
-    await jobs["access:notices"].run()  # the first run posts the review's summary
+    await jobs["access:notices"].run()  # the first run starts the month
+    await rig.announce()
+    assert not any(p["text"].startswith("Access review: ") for p in rig.posts(PRODUCTION))
+    rig.clock.advance(days=31)
+    await jobs["access:notices"].run()
     await rig.announce()
     assert any(p["text"].startswith("Access review: ") for p in rig.posts(PRODUCTION))

@@ -14,6 +14,7 @@ from marvin.clock import as_utc
 from marvin.models import Announcement
 from marvin.outbox import ANNOUNCE, enqueue
 from marvin.services import Services
+from marvin.store.db import insert_ignoring_conflicts
 from marvin.store.tables import AccessReminder, Grant
 from marvin.watches import dm_kind
 
@@ -62,12 +63,21 @@ REVIEW_REMINDER = "access-review"
 
 async def remind_review(services: Services) -> bool:
     """Post the access review's summary to the production channel when the last one is
-    `directory.review_reminder_days` old (or there was none)."""
+    `directory.review_reminder_days` old. A new installation starts the count: its first
+    summary comes a period after it first runs, not the moment it starts."""
     now = services.clock.now()
     days = services.settings.directory.review_reminder_days
     async with services.store.transaction() as session:
         last = await session.get(AccessReminder, REVIEW_REMINDER)
-    if last is not None and as_utc(last.sent_at) > now - timedelta(days=days):
+    if last is None:
+        async with services.store.transaction(write=True) as session:
+            await session.execute(
+                insert_ignoring_conflicts(session, AccessReminder)
+                .values(name=REVIEW_REMINDER, sent_at=now)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        return False
+    if as_utc(last.sent_at) > now - timedelta(days=days):
         return False
     report = await review.build(services, now)
     message = Announcement(
@@ -78,12 +88,9 @@ async def remind_review(services: Services) -> bool:
     async with services.store.transaction(write=True) as session:
         # Once, even with two replicas racing here: the row moves only if it is still due.
         row = await session.get(AccessReminder, REVIEW_REMINDER, with_for_update=True)
-        if row is not None and as_utc(row.sent_at) > now - timedelta(days=days):
+        if row is None or as_utc(row.sent_at) > now - timedelta(days=days):
             return False
-        if row is None:
-            session.add(AccessReminder(name=REVIEW_REMINDER, sent_at=now))
-        else:
-            row.sent_at = now
+        row.sent_at = now
         await enqueue(
             session,
             kind=ANNOUNCE,

@@ -24,8 +24,8 @@ GATES: tuple[Gate, ...] = (
 )
 
 POLICIES: tuple[Policy, ...] = (
-    RegistryFreshnessPolicy(),
     ChangeLockPolicy(),
+    RegistryFreshnessPolicy(),
     ConsistencyPolicy(),
     CeilingPolicy(),
     AvailabilityPolicy(),
