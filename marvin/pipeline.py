@@ -224,7 +224,8 @@ class Pipeline:
             ""
             if needs is None or meets(caller, needs)
             else f" Changing feature flags needs the `{needs.name}` {needs.kind}, which "
-            "you request with an issue labelled `access request`."
+            "you request with an issue labelled `access request` "
+            f'(`access request {needs.name} "<why>"` opens one).'
         )
         return (
             f"Welcome! I've created your Marvin account, linked to GitLab user "

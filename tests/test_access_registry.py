@@ -260,3 +260,14 @@ async def test_the_shell_syncs_a_stale_mirror_before_its_first_command(
     shell = Shell(bot.services, user="alice", out=io.StringIO())
     reply = await shell.run_line("access mine")
     assert "production, through GitLab group gl-infra/production-engineers" in reply.text
+
+
+async def test_who_lists_grants_besides_roles(bot: Bot) -> None:
+    await bot.say("carol", "whoami")
+    ref = await bot.add_issue("Access request", ["access request"])
+    assert (await bot.say("alice", f"access grant feature_flags @carol --issue {ref}")).ok
+    reply = await bot.say("dave", "access who")
+    assert "*Grants given in the roles registry*\n  • @bob: feature_flags" in reply.text
+    assert "*Grants given through Marvin*\n  • @carol: `feature_flags` granted by @alice" in (
+        reply.text
+    )

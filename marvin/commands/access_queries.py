@@ -139,6 +139,10 @@ class WhoHandler(Handler[AccessWho]):
         if not chosen:
             lines.append("No role gives that access.")
         if cmd.role is None and cmd.env is None:
+            own = [p for p in await directory.people() if p.own_grants]
+            if own:
+                lines.append("*Grants given in the roles registry*")
+                lines += [f"  • @{p.handle}: {', '.join(p.own_grants)}" for p in own]
             async with ctx.read() as session:
                 given = await grant_store.held(session, now=ctx.now)
             if given:
