@@ -58,7 +58,9 @@ async def read_groups(directory: MirroredDirectory) -> Snapshot:
         ]
 
     found = await asyncio.gather(*(one(role) for role in roles))
-    return Snapshot(tuple(m for members in found for m in members))
+    # Pages read while membership changes can list someone twice: once per role is enough.
+    unique = {(m.role, m.username.lower()): m for members in found for m in members}
+    return Snapshot(tuple(unique.values()))
 
 
 async def store(services: Services, snapshot: Snapshot) -> None:
