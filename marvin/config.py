@@ -28,6 +28,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 CONFIG_ENV = "MARVIN_CONFIG"
 _HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_GROUP_PATH = re.compile(
+    r"^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}(/[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}){0,20}$"
+)
 
 
 class Section(BaseModel):
@@ -152,6 +155,8 @@ class Person(Section):
     name: str = ""
     email: str | None = None
     gitlab_username: str | None = None
+    # The person's id in the chat (a Slack user id), when known.
+    chat_id: str | None = None
     grants: list[str] = Field(default_factory=list)
 
     @field_validator("handle")
@@ -162,17 +167,46 @@ class Person(Section):
         return value
 
 
+# Where a role gives access: ssh to production, to staging (which holds production data,
+# so it is answered as production is), or to the CI runners and runner managers only.
+AccessEnv = Literal["production", "staging", "runners"]
+
+
 class Role(Section):
     description: str = ""
+    # Marvin's own grants the role carries (feature_flags, ...).
     grants: list[str] = Field(default_factory=list)
+    # The environments the role gives access to.
+    access: list[AccessEnv] = Field(default_factory=list)
     members: list[str] = Field(default_factory=list)
 
 
 class DirectoryConfig(Section):
+    # file: people and roles from the roles file; gitlab: each role's members are a GitLab
+    # group's, mirrored into the database every `sync_minutes`.
     backend: str = "file"
     path: Path | None = Field(None, description="A roles file; when unset, people/roles below")
     people: list[Person] = Field(default_factory=list)
     roles: dict[str, Role] = Field(default_factory=dict)
+    # gitlab: the group (full path) of each role, e.g. production: gl-infra/production-engineers
+    groups: dict[str, str] = Field(default_factory=dict)
+    sync_minutes: float = Field(15, gt=0, le=24 * 60)
+    # An older mirror than this refuses production changes (and reads say how old it is).
+    max_staleness_minutes: float = Field(60, gt=0, le=7 * 24 * 60)
+    # A grant's holder is told this many days before it expires.
+    grant_notice_days: float = Field(7, ge=0, le=90)
+    # Registry members not seen by Marvin this long are listed by `access report`.
+    idle_days: float = Field(90, gt=0, le=3650)
+    # How often the access review summary is posted to the production channel.
+    review_reminder_days: float = Field(30, gt=0, le=365)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for path in value.values():
+            if not _GROUP_PATH.match(path):
+                raise ValueError(f"{path!r} is not a GitLab group path like gl-infra/production")
+        return value
 
 
 class GitLabConfig(Section):
@@ -573,6 +607,9 @@ def check_consistency(settings: Settings) -> list[str]:
             f"{flags.flagd_environment} flags live elsewhere"
         )
     handles = {p.handle for p in settings.directory.people}
+    for role_name in settings.directory.groups:
+        if role_name not in settings.directory.roles:
+            problems.append(f"directory.groups.{role_name}: no such role in directory.roles")
     for role_name, role in settings.directory.roles.items():
         for member in role.members:
             if member not in handles:

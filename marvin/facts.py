@@ -15,6 +15,7 @@ from typing import Generic, TypeAlias, TypeVar
 from sqlalchemy import select
 
 from marvin.accounts import account_for_handle
+from marvin.adapters.directory import Freshness
 from marvin.adapters.errors import AdapterError
 from marvin.changes import running_blockers
 from marvin.models import Invocation
@@ -81,6 +82,8 @@ class Facts:
     oncall: Known[OnCall] | Unknown
     incidents: tuple[OpenIncident, ...]
     changes: tuple[RunningChange, ...] = ()
+    # How current the roles registry is that the caller's roles were read from.
+    directory: Known[Freshness] | Unknown = Known(Freshness(live=True))
 
 
 async def _presence(services: Services, inv: Invocation) -> str | None:
@@ -123,7 +126,15 @@ async def _local(
 
 async def gather(services: Services, inv: Invocation, now: datetime) -> Facts:
     """The facts of a production change: the chat asked while Marvin's own are read."""
-    presence, (oncall, incidents, changes) = await asyncio.gather(
-        fetch(_presence(services, inv)), _local(services, now)
+    presence, (oncall, incidents, changes), directory = await asyncio.gather(
+        fetch(_presence(services, inv)),
+        _local(services, now),
+        fetch(services.directory.freshness()),
     )
-    return Facts(presence=presence, oncall=oncall, incidents=incidents, changes=changes)
+    return Facts(
+        presence=presence,
+        oncall=oncall,
+        incidents=incidents,
+        changes=changes,
+        directory=directory,
+    )

@@ -152,7 +152,12 @@ class Pipeline:
                 f"I couldn't ask {inv.identity_error} who you are, so I can't tell what you may "
                 "do. Nothing was done; please try again in a minute."
             )
-        person = await services.directory.by_email(inv.user_email) if inv.user_email else None
+        try:
+            person = await services.directory.by_email(inv.user_email) if inv.user_email else None
+        except AdapterError as exc:
+            # Not linked this time: the account is made, and the next message asks again.
+            log.warning("directory.lookup_failed", error=exc.shown())
+            person = None
         async with services.store.transaction(write=True) as session:
             account, created, unlinked = await ensure_account(session, inv, person, now)
             grants = await granted(session, account.id, now)
@@ -209,7 +214,9 @@ class Pipeline:
         if caller.person is None:
             return (
                 "Welcome! I've created your Marvin account, but I can't find you in the roles "
-                "registry, so you can read but not change anything yet."
+                "registry, so you can read but not change anything yet. No one there has your "
+                "e-mail: if you have a GitLab user, say `account link <gitlab-username>` and a "
+                "production engineer will confirm it."
             )
         flag_set = self.registry.find("feature", "set")
         needs = flag_set.needs if flag_set else None
@@ -217,7 +224,8 @@ class Pipeline:
             ""
             if needs is None or meets(caller, needs)
             else f" Changing feature flags needs the `{needs.name}` {needs.kind}, which "
-            "you request with an issue labelled `access request`."
+            "you request with an issue labelled `access request` "
+            f'(`access request {needs.name} "<why>"` opens one).'
         )
         return (
             f"Welcome! I've created your Marvin account, linked to GitLab user "

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from marvin.access import sync as access_sync
 from marvin.adapters.issues import Issue
 from marvin.deploys.scheduler import DeployScheduler
 from marvin.deviation_delivery import deviation_sinks
@@ -81,6 +82,7 @@ class Shell:
         # The shell is a replica too: due deploy slots are announced and started after each
         # command (claimed like any replica's, so a running `marvin serve` never doubles it).
         self.scheduler = DeployScheduler(services, replica_id())
+        self._registry_checked = False
 
     def start_delivery(self) -> None:
         """Deliver what commands put in the outbox while the shell runs (issues, notes,
@@ -139,6 +141,11 @@ class Shell:
         )
 
     async def run_line(self, text: str) -> Reply:
+        if not self._registry_checked:
+            # The roles registry's GitLab mirror, brought up to date before the first
+            # command when no `marvin serve` has kept it so.
+            self._registry_checked = True
+            await access_sync.if_stale(self.services)
         reply = await self.pipeline.handle(self.invocation(text))
         self.render(reply)
         await self._deploys()

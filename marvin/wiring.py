@@ -10,11 +10,13 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from marvin.adapters.directory import FileDirectory
+from marvin.access.mirror import MirroredDirectory
+from marvin.adapters.directory import Directory, FileDirectory
 from marvin.adapters.flags import Closable, FlagBackend, LocalFlagBackend
 from marvin.adapters.gitlab import GitLabClient
 from marvin.adapters.gitlab_deploys import DeployBackend, GitLabDeploys
 from marvin.adapters.gitlab_flags import GitLabInstanceFlags
+from marvin.adapters.gitlab_groups import GitLabGroups
 from marvin.adapters.gitlab_issues import GitLabIssueTracker
 from marvin.adapters.gitlab_project_flags import GitLabProjectFlags
 from marvin.adapters.issues import IssueTracker, LocalIssueTracker
@@ -91,6 +93,13 @@ def _gitlab_deploys(settings: Settings) -> DeployBackend | None:
     return GitLabDeploys(client, project)
 
 
+def _gitlab_directory(settings: Settings, store: Store, clock: Clock) -> Directory:
+    gitlab = settings.gitlab
+    assert gitlab.url  # backend_problems refuses the config otherwise
+    client = GitLabClient(gitlab.url, gitlab_token(), gitlab.timeout_seconds)
+    return MirroredDirectory(store, settings.directory, GitLabGroups(client))
+
+
 BACKENDS: Mapping[str, Mapping[str, Builder]] = {
     "flags": {
         "local": lambda settings, store, clock, env: LocalFlagBackend(store, clock),
@@ -106,6 +115,7 @@ BACKENDS: Mapping[str, Mapping[str, Builder]] = {
     },
     "directory": {
         "file": lambda settings, store, clock: FileDirectory(settings.directory),
+        "gitlab": _gitlab_directory,
     },
     "oncall": {
         "file": lambda settings, store, clock: FileRotation(settings.oncall),
@@ -162,6 +172,17 @@ def backend_problems(settings: Settings) -> list[str]:
             "issues.project: issues live in GitLab, so set gitlab.url and issues.project "
             "(the infrastructure tracker, by path or id)"
         )
+    directory = settings.directory
+    if directory.backend == "gitlab":
+        if not settings.gitlab.url:
+            problems.append(
+                "gitlab.url: the roles registry is GitLab's groups, so say which GitLab"
+            )
+        if not directory.groups:
+            problems.append(
+                "directory.groups: the roles registry is GitLab's groups, so map each role to "
+                "its group (production: gl-infra/production-engineers)"
+            )
     return sorted(set(problems))
 
 

@@ -34,6 +34,11 @@ TABLES = {
     "deploy_freezes",
     "deploy_locks",
     "deploy_queue",
+    "directory_members",
+    "directory_syncs",
+    "access_reviews",
+    "access_reminders",
+    "account_links",
 }
 
 

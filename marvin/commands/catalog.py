@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from marvin.commands import (
+    access,
     account,
+    account_link,
     approval,
     change,
     confirm,
@@ -67,6 +69,8 @@ def build_registry(policies: Iterable[Policy]) -> Registry:
         deploy.SPECS + deploy_queue.SPECS,
     )
     registry.add("windows in which an environment takes no deploys", freeze.SPECS)
+    registry.add("who has production access, and why: roles, grants, requests", access.SPECS)
+    registry.add("link your chat account to your GitLab user", account_link.SPECS)
     registry.add("this help", help.specs(registry))
     check(registry, policies)
     return registry

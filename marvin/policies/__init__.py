@@ -15,6 +15,7 @@ from marvin.policies.channel import ChannelPolicy
 from marvin.policies.consistency import ConsistencyPolicy
 from marvin.policies.deploys import DeployPolicy
 from marvin.policies.registration import RegistrationPolicy
+from marvin.policies.registry import RegistryFreshnessPolicy
 from marvin.policies.roles import RolePolicy
 
 GATES: tuple[Gate, ...] = (
@@ -26,6 +27,7 @@ GATES: tuple[Gate, ...] = (
 POLICIES: tuple[Policy, ...] = (
     DeployPolicy(),
     ChangeLockPolicy(),
+    RegistryFreshnessPolicy(),
     ConsistencyPolicy(),
     CeilingPolicy(),
     AvailabilityPolicy(),

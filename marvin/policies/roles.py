@@ -28,7 +28,8 @@ class RolePolicy:
             if needs.kind == "grant":
                 return Decision.deny(
                     f"`{req.spec.name}` needs the `{needs.name}` grant, which you don't have. "
-                    "Request it with an issue labelled `access request`."
+                    "Request it with an issue labelled `access request`: "
+                    f'`access request {needs.name} "<why>"` opens one.'
                 )
             return Decision.deny(
                 f"`{req.spec.name}` is for production engineers (the `{needs.name}` role) only."

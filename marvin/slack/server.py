@@ -33,6 +33,8 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin import intents, watches
+from marvin.access import notices as access_notices
+from marvin.access import sync as access_sync
 from marvin.config import Settings
 from marvin.deploys.calendar import add_calendar_routes
 from marvin.deploys.calendar import token_from_env as calendar_token
@@ -174,6 +176,13 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
             settings.deploys.scheduler_seconds,
             DeployScheduler(services, transport.owner, lease).tick,
         ),
+        # The roles registry's GitLab mirror (a no-op for the roles file).
+        Job(
+            "directory:sync",
+            settings.directory.sync_minutes * 60,
+            lambda: access_sync.run(services),
+        ),
+        Job("access:notices", 600.0, lambda: access_notices.run(services)),
         Job(
             "retention",
             3600.0,

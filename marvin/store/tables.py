@@ -69,6 +69,9 @@ class Grant(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
+    # When its holder was told it is about to expire (once).
+    expiry_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditRecord(Base):
@@ -511,3 +514,70 @@ class DeployQueueEntry(Base):
     # When they were told it is their turn (once), and when they left the queue.
     told_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     left_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class DirectoryMember(Base):
+    """The `gitlab` roles registry's mirror: one row per role and member, as last synced.
+
+    Commands read this, never GitLab: a sync replaces it whole in one short transaction.
+    """
+
+    __tablename__ = "directory_members"
+    __table_args__ = (UniqueConstraint("role", "username"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    gitlab_user_id: Mapped[int] = mapped_column(Integer)
+    group_path: Mapped[str] = mapped_column(String(255))
+    inherited: Mapped[bool] = mapped_column(Boolean, default=False)
+    synced_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DirectorySync(Base):
+    """How fresh the mirror is: its last successful sync and the last attempt's error."""
+
+    __tablename__ = "directory_syncs"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    synced_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AccessReview(Base):
+    """Someone's production access looked at and confirmed (`access reviewed @person`)."""
+
+    __tablename__ = "access_reviews"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    handle: Mapped[str] = mapped_column(String(255), index=True)
+    reviewed_by: Mapped[str] = mapped_column(String(255))
+    reviewed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    note: Mapped[str | None] = mapped_column(String(500))
+
+
+class AccessReminder(Base):
+    """When a recurring access notice (the monthly review summary) was last posted."""
+
+    __tablename__ = "access_reminders"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AccountLink(Base):
+    """An account asking to be linked to a GitLab user its e-mail didn't match, until a
+    production engineer confirms it (`account link`)."""
+
+    __tablename__ = "account_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    gitlab_username: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    confirmed_by: Mapped[str | None] = mapped_column(String(255))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

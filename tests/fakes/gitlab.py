@@ -2750,6 +2750,13 @@ class FakeGitLab(LoopbackServer):
     def _get_group(self, ctx: _Ctx) -> _Answer:
         return _Answer(200, self._group_entity(self._user_group(ctx)))
 
+    @_route("GET", "/groups/:id/members")
+    def _list_group_members(self, ctx: _Ctx) -> _Answer:
+        """Direct members only (docs.gitlab.com/api/members: "excludes inherited members")."""
+        group = self._user_group(ctx)
+        best = {uid: (level, group) for uid, level in group.members.items()}
+        return self._members_answer(ctx, best)
+
     @_route("GET", "/groups/:id/members/all")
     def _list_group_members_all(self, ctx: _Ctx) -> _Answer:
         group = self._user_group(ctx)
@@ -2758,6 +2765,11 @@ class FakeGitLab(LoopbackServer):
             for uid, level in source.members.items():
                 if uid not in best or level > best[uid][0]:
                     best[uid] = (level, source)
+        return self._members_answer(ctx, best)
+
+    def _members_answer(self, ctx: _Ctx, best: dict[int, tuple[int, GitLabGroup]]) -> _Answer:
+        """Members as ``Entities::Member``: the user (with ``state``, so blocked users can be
+        told apart), the access level, paginated like every list."""
         query = (_str(ctx.params, "query") or "").lower()
         user_ids = _int_list(ctx.params, "user_ids[]") or _int_list(ctx.params, "user_ids")
         admin = ctx.admin
