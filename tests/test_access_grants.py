@@ -212,3 +212,55 @@ async def test_a_request_gitlab_answered_too_late_is_settled_by_its_marker(
     announced = [m.payload["text"] for m in await bot.rows(OutboxMessage)]
     assert any("@carol requested `feature_flags`" in t for t in announced)
     assert len(gitlab.issues(TRACKER)) == 1
+
+
+async def test_a_grant_ends_when_gitlab_blocks_its_holder(
+    make: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    """Leaving the groups takes a person's roles at the next sync; being blocked in GitLab
+    (they left the company) takes the grants given in Marvin too, audited and announced."""
+    from marvin.access import sync
+
+    bot = make(**sections(gitlab, issues={"backend": "gitlab", "project": TRACKER}))
+    await sync.run(bot.services)
+    assert (await bot.say("carol", 'access request feature_flags "to roll out new_nav"')).ok
+    granted = await bot.say("alice", "access grant feature_flags @carol --issue #1 --expires 12w")
+    assert granted.ok, granted.text
+    assert (await bot.say("carol", "feature set new_nav true --staging")).ok
+
+    await sync.run(bot.services)  # still active: nothing changes
+    (grant,) = await bot.rows(Grant)
+    assert grant.revoked_at is None
+
+    gitlab.block_user("carol")
+    await sync.run(bot.services)
+    (grant,) = await bot.rows(Grant)
+    assert grant.revoked_at is not None and grant.revoked_by == "GitLab user blocked"
+    refused = await bot.say("carol", "feature set new_nav false --staging")
+    assert not refused.ok
+    [record] = await bot.rows(AuditRecord, AuditRecord.outcome == "grant_revoked")
+    assert record.reason == "GitLab user blocked"
+    announced = [
+        m.payload["text"] for m in await bot.rows(OutboxMessage, OutboxMessage.kind == ANNOUNCE)
+    ]
+    assert "`feature_flags` of @carol revoked: GitLab user blocked (the roles registry's sync)" in (
+        announced
+    )
+    await sync.run(bot.services)  # once
+    assert len(await bot.rows(AuditRecord, AuditRecord.outcome == "grant_revoked")) == 1
+
+
+async def test_a_sync_that_cannot_ask_about_a_grant_holder_keeps_the_old_mirror(
+    make: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    from marvin.access import sync
+
+    bot = make(**sections(gitlab, issues={"backend": "gitlab", "project": TRACKER}))
+    await sync.run(bot.services)
+    assert (await bot.say("carol", 'access request feature_flags "to roll out new_nav"')).ok
+    assert (await bot.say("alice", "access grant feature_flags @carol --issue #1")).ok
+    gitlab.fail_next("GET /users", 500)
+    freshness = await sync.run(bot.services)
+    assert freshness is not None and freshness.error
+    (grant,) = await bot.rows(Grant)
+    assert grant.revoked_at is None

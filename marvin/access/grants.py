@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.clock import as_utc
@@ -36,7 +36,8 @@ class HeldGrant:
         return " ".join(parts)
 
 
-def _current(now: datetime) -> list[object]:
+def current(now: datetime) -> list[ColumnElement[bool]]:
+    """The conditions of a grant that counts at `now`."""
     return [
         Grant.revoked_at.is_(None),
         or_(Grant.expires_at.is_(None), Grant.expires_at > now),
@@ -62,7 +63,7 @@ async def held(
     query = (
         select(Grant, Account.directory_handle)
         .join(Account, Account.id == Grant.account_id)
-        .where(Account.directory_handle.is_not(None), *_current(now))  # type: ignore[arg-type]
+        .where(Account.directory_handle.is_not(None), *current(now))
         .order_by(Account.directory_handle, Grant.name, Grant.id)
     )
     if handle is not None:

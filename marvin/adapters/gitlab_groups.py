@@ -103,3 +103,23 @@ class GitLabGroups:
             email=wanted,
             access_level=0,
         )
+
+    async def user_state(self, username: str) -> str | None:
+        """The GitLab user's state (`active`, `blocked`, `deactivated`, `banned`, ...), or
+        None when GitLab has no such user (`GET /users?username=`; a blocked user is listed
+        only to an administrator's token, and is None to any other)."""
+        entries = await self.client.call(
+            self.client.gl.http_list,
+            "/users",
+            query_data={"username": username},
+            get_all=False,
+            per_page=20,
+            **_ONCE,
+        )
+        for entry in entries:
+            if (
+                isinstance(entry, dict)
+                and str(entry.get("username", "")).lower() == username.lower()
+            ):
+                return str(entry.get("state") or "active")
+        return None
