@@ -21,6 +21,7 @@ chat the invocation came from.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -128,11 +129,57 @@ class Pipeline:
                 text=f"I don't know who {who} is in GitLab: name them by their GitLab username.",
                 command=parsed.spec.name,
             )
+        if parsed.spec.production_change and getattr(parsed.command, "in_both", False):
+            return await self._in_each_environment(inv, welcome, _lowers(parsed.command))
         log.info("command.parsed", command=parsed.spec.name)
         denied = self._gate(parsed, caller, inv)
         if denied is not None:
             return await answer.denied(parsed.spec, *denied)
         return await self._run(answer, parsed)
+
+    async def _in_each_environment(
+        self, inv: Invocation, welcome: str | None, lowers: bool
+    ) -> Reply:
+        """`--staging --production`, as GitLab's ChatOps takes it: one change per
+        environment, each judged, recorded and announced on its own (its own request id, so
+        a redelivery or a confirmation finds its part). Staging goes first, and production
+        first when turning off or removing (production never runs what staging doesn't);
+        the first that isn't made (refused, or waiting for a confirmation) stops the rest."""
+        order = ("production", "staging") if lowers else ("staging", "production")
+        replies: list[Reply] = []
+        for env in order:
+            part = inv.model_copy(
+                update={
+                    "request_id": f"{inv.request_id}.{env}"[:64],
+                    "text": only_environment(inv.text, env),
+                }
+            )
+            with structlog.contextvars.bound_contextvars(request_id=part.request_id):
+                reply = await self._handle(part)
+            replies.append(reply)
+            if not reply.ok or reply.confirm is not None:
+                break
+        shown = [r.text for r in replies]
+        if len(replies) == 1 and replies[0].confirm is not None:
+            then = only_environment(inv.text, order[1])
+            shown.append(f"Nothing was done in {order[1]} yet: once this is done, `{then}`.")
+        elif len(replies) == 1:
+            shown.append(f"Nothing was done in {order[1]}.")
+        texts = [a.announcement.text for a in replies if a.announcement is not None]
+        last = replies[-1]
+        return last.model_copy(
+            update={
+                "request_id": inv.request_id,
+                "ok": all(r.ok for r in replies),
+                "text": "\n".join(([welcome] if welcome else []) + shown),
+                "announcement": (
+                    last.announcement.model_copy(update={"text": "\n".join(texts)})
+                    if last.announcement is not None and len(texts) > 1
+                    else last.announcement
+                ),
+                "data": {"environments": [r.data for r in replies]},
+            }
+        )
 
     # --- identify ------------------------------------------------------------------------
 
@@ -555,6 +602,20 @@ class Pipeline:
                 await audit.record(session, inv, outcome="error")
         except Exception:
             log.exception("audit.failed")
+
+
+_ENV_OPTION = re.compile(r"(?<!\S)(?:--|[\u2013\u2014]-?)(?:staging|production)(?!\S)")
+
+
+def _lowers(command: object) -> bool:
+    """Whether a change turns a flag off or removes it (the kill switch's direction)."""
+    value = str(getattr(command, "value", "")).strip().lower().rstrip("%")
+    return not hasattr(command, "value") or value in ("false", "off", "0", "0.0")
+
+
+def only_environment(text: str, env: str) -> str:
+    """The command as typed, naming `env` alone."""
+    return f"{_ENV_OPTION.sub('', text).strip()} --{env}"
 
 
 def _decide(name: str, check: Callable[[R], Decision], req: R) -> Decision:

@@ -127,3 +127,48 @@ def test_moments_are_spoken_next_to_now() -> None:
     assert spoken(datetime(2026, 12, 1, 0, 11, tzinfo=UTC), now) == "tomorrow 00:11 UTC"
     assert spoken(datetime(2026, 11, 29, 8, 0, tzinfo=UTC), now) == "yesterday 08:00 UTC"
     assert spoken(datetime(2026, 12, 4, 9, 5, tzinfo=UTC), now) == "Fri 4 Dec 09:05 UTC"
+
+
+async def test_both_environments_in_one_command_staging_first(bot: Bot) -> None:
+    from marvin.store.tables import AuditRecord, OutboxMessage
+
+    reply = await bot.say("alice", "feature set new_nav 1 --actors --staging --production")
+    assert reply.ok, reply.text
+    staging, production = reply.text.splitlines()[-2:]  # after the first contact's welcome
+    assert staging.startswith("`new_nav` in staging is now 1% of actors (was new).")
+    assert production.startswith("`new_nav` in production is now 1% of actors (was new).")
+    rows = await bot.rows(LocalFlag)
+    assert sorted((r.environment, r.percentage_of_actors) for r in rows) == [
+        ("production", 1),
+        ("staging", 1),
+    ]
+    # Two changes, each audited and announced on its own.
+    allowed = await bot.rows(AuditRecord, AuditRecord.outcome == "allowed")
+    assert [r.request_id.rsplit(".", 1)[1] for r in allowed] == ["staging", "production"]
+    assert len(await bot.rows(OutboxMessage)) == 2
+    both = await bot.say("alice", "feature get new_nav —staging —production")
+    assert "• staging: 1% of actors" in both.text and "• production: 1% of actors" in both.text
+
+
+async def test_both_environments_turned_off_production_first(bot: Bot) -> None:
+    assert (await bot.say("alice", "feature set new_nav 1 --actors --staging --production")).ok
+    reply = await bot.say("alice", "feature set new_nav false --staging --production")
+    assert reply.ok, reply.text
+    first, second = reply.text.splitlines()[-2:]
+    assert first.startswith("`new_nav` in production is now off")
+    assert second.startswith("`new_nav` in staging is now off")
+
+
+async def test_both_environments_stop_at_the_first_refusal(bot: Bot) -> None:
+    reply = await bot.say("carol", "feature set new_nav true --staging --production")
+    assert not reply.ok
+    assert reply.text.endswith("Nothing was done in production.")
+    assert await bot.rows(LocalFlag) == []
+
+
+async def test_both_environments_wait_for_a_confirmation(bot: Bot) -> None:
+    assert (await bot.say("alice", "feature set new_nav 1 --actors --staging --production")).ok
+    reply = await bot.say("alice", "feature delete new_nav --staging --production")
+    assert reply.confirm is not None
+    assert "Nothing was done in staging yet: once this is done, " in reply.text
+    assert "`feature delete new_nav --staging`" in reply.text

@@ -314,7 +314,7 @@ def test_usage_error_message(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("feature get x --staging --production", "Choose one of --staging or --production."),
+        ("feature list --staging --production", "Choose one of --staging or --production."),
         ("feature set x 1 --actors --random", "Choose one of --actors or --random."),
         ("feature set x true --actors", "--actors and --random go with a percentage"),
         ("feature set x 5", "Say what the percentage is of: --actors"),

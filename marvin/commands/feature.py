@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
@@ -62,15 +62,24 @@ ENV_OPTS = (
 class _OnEnvironment(CommandModel):
     staging: bool = False
     production: bool = False
+    # Whether `--staging --production` together is understood (GitLab's ChatOps takes both):
+    # a change then runs once per environment, staging first (the pipeline splits it).
+    _many_environments: ClassVar[bool] = False
 
     @model_validator(mode="after")
     def _one_environment(self) -> _OnEnvironment:
-        if self.staging and self.production:
+        if self.in_both and not self._many_environments:
             raise ValueError("choose one of --staging or --production")
         return self
 
     @property
+    def in_both(self) -> bool:
+        return self.staging and self.production
+
+    @property
     def environment(self) -> Environment:
+        if self.in_both:
+            raise RuntimeError("a change named for both environments runs once for each")
         return Environment.staging if self.staging else Environment.production
 
 
@@ -84,10 +93,12 @@ class _Named(_OnEnvironment):
 
 
 class FeatureGet(_Named):
+    _many_environments = True
+
     @property
     def environments(self) -> list[Environment]:
         """The environment named, or all of them: GitLab's ChatOps shows every one."""
-        if self.staging or self.production:
+        if self.staging != self.production:
             return [self.environment]
         return list(Environment)
 
@@ -106,7 +117,7 @@ class FeatureList(_OnEnvironment):
 
 
 class FeatureRollback(_Named):
-    pass
+    _many_environments = True
 
 
 class FeatureWatch(CommandModel):
@@ -123,10 +134,12 @@ class FeatureHistory(_Named):
 
 
 class FeatureDelete(_Named):
+    _many_environments = True
     ignore_production_check: str | None = Field(None, min_length=3, max_length=500)
 
 
 class FeatureSet(_Named):
+    _many_environments = True
     value: str
     actors: bool = False
     random: bool = False
