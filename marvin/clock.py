@@ -53,3 +53,14 @@ def spoken(at: datetime, now: datetime) -> str:
     if days == -1:
         return f"yesterday {clock}"
     return f"{at:%a} {at.day} {at:%b} {clock}"
+
+
+def utc_moment(value: str, example: str) -> datetime:
+    """A moment typed as ISO 8601 (`2026-03-02 22:00`, with or without `UTC`), read as UTC
+    when it names no zone; a ValueError that shows `example` otherwise."""
+    text = value.strip().upper().removesuffix("UTC").strip().replace(" ", "T")
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"a time is like {example} (UTC)") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -16,14 +16,14 @@ Decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin import changes
-from marvin.clock import as_utc
+from marvin.clock import as_utc, utc_moment
 from marvin.commands.base import (
     Change,
     Context,
@@ -53,14 +53,7 @@ class ChangeRequestCmd(CommandModel):
     @field_validator("at", mode="before")
     @classmethod
     def _at(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        text = value.strip().upper().removesuffix("UTC").strip().replace(" ", "T")
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError("a time is like 2026-03-02 22:00 (UTC)") from None
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return utc_moment(value, "2026-03-02 22:00") if isinstance(value, str) else value
 
 
 class _ById(CommandModel):

@@ -27,7 +27,7 @@ Decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin import incidents
 from marvin.accounts import Caller
-from marvin.clock import as_utc
+from marvin.clock import as_utc, utc_moment
 from marvin.commands.base import (
     Change,
     Context,
@@ -153,14 +153,7 @@ class IncidentTimeline(CommandModel):
     @field_validator("at", mode="before")
     @classmethod
     def _at(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        text = value.strip().upper().removesuffix("UTC").strip().replace(" ", "T")
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError("a time is like 2026-03-02 10:05 (UTC)") from None
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
+        return utc_moment(value, "2026-03-02 10:05") if isinstance(value, str) else value
 
 
 class IncidentSeverity(_ById):
