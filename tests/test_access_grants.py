@@ -130,6 +130,12 @@ async def test_revoke(bot: Bot) -> None:
     assert "@carol holds no `feature_flags` grant given in Marvin." in again.text
     through = await bot.say("alice", "access revoke feature_flags @bob")
     assert "changes in the roles registry, not here" in through.text
+    # The request issue says it was taken back, too (through the issue outbox).
+    from marvin import issue_delivery
+
+    await issue_delivery.issue_worker(bot.services).deliver_due()
+    bodies = [n.body for n in await bot.rows(LocalIssueNote)]
+    assert any("@alice revoked `feature_flags` of @carol in Marvin" in b for b in bodies), bodies
 
 
 async def test_a_grant_expires_and_its_holder_is_told_a_week_before(bot: Bot) -> None:

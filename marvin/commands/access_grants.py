@@ -19,7 +19,9 @@ from marvin.adapters.gitlab_issues import NewIssue
 from marvin.clock import as_utc
 from marvin.commands.access_common import find_person, username
 from marvin.commands.base import Change, Context, Done, Handler, Moved, Observation, Outcome, Plan
+from marvin.flag_log import ROLLOUT_NOTE as ISSUE_NOTE
 from marvin.issue_delivery import incident_tracker
+from marvin.outbox import enqueue
 from marvin.services import Services
 from marvin.spec import CommandModel
 from marvin.store.tables import Account, Grant
@@ -418,6 +420,21 @@ class RevokeHandler(Handler[AccessRevoke]):
             select(Grant.id).where(Grant.id.in_(plan.grant_ids)).limit(1)
         ):
             raise Moved
+        for ref in refs:
+            # The request issue tells the whole story: given there, and taken back there
+            # (through the issue outbox: the tracker being down loses nothing).
+            await enqueue(
+                session,
+                kind=ISSUE_NOTE,
+                key=f"access-revoke:{ctx.invocation.request_id}:{ref}",
+                payload={
+                    "ref": ref,
+                    "body": f"@{ctx.caller.handle} revoked `{plan.grant}` of @{plan.handle} "
+                    f"in Marvin, {ctx.now:%Y-%m-%d %H:%M UTC}.",
+                    "marker": f"marvin-access-revoke:{ctx.invocation.request_id}:{ref}",
+                },
+                now=ctx.now,
+            )
         where = f" (from {', '.join(refs)})" if refs else ""
         return Outcome(
             f"Revoked @{plan.handle}'s `{plan.grant}` grant{where}.",
