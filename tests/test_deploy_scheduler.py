@@ -120,6 +120,30 @@ async def test_a_due_slot_is_announced_once_started_by_hand_and_followed(
     assert "Pipeline:" in (await bot.say("dave", "deploy show 1")).text
 
 
+async def test_a_slot_never_started_lets_its_window_go_once(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = replicas()
+    await book(bot)  # 14:30, 30 minutes
+    run = scheduler(bot, "a")
+    bot.clock.set(DUE)
+    await run.tick()
+    assert (await slot(bot)).state == "announced"
+    bot.clock.set(DUE + timedelta(minutes=29))
+    await run.tick()
+    assert await said(bot, "deploy-missed") == []  # still in its window
+    bot.clock.set(DUE + timedelta(minutes=31))
+    await run.tick()
+    await scheduler(bot, "b").tick()
+    [missed] = await said(bot, "deploy-missed")
+    assert missed.startswith("⌛ Deploy slot #1 (v1.42.0 to production) was never started")
+    assert (await slot(bot)).state == "missed"
+    assert "never started" in (await bot.say("dave", "deploy show 1")).text
+    assert gitlab.pipelines(PROJECT) == []
+    late = await bot.say("dave", "deploy start 1")
+    assert not late.ok
+
+
 async def test_two_replicas_race_for_one_due_slot(
     replicas: Callable[..., Bot], gitlab: FakeGitLab
 ) -> None:

@@ -64,6 +64,7 @@ class DeployScheduler:
         """One round; what it announced (the shell prints it)."""
         self._said = []
         await self.due()
+        await self.lapsed()
         await self.starting()
         await self.running()
         return self._said
@@ -74,7 +75,9 @@ class DeployScheduler:
 
     # --- claims --------------------------------------------------------------------------
 
-    async def _candidates(self, state: str, *, due_only: bool = False) -> list[int]:
+    async def _candidates(
+        self, state: str, *, due_only: bool = False, ended_only: bool = False
+    ) -> list[int]:
         now = self.services.clock.now()
         query = select(DeploySlot.id).where(
             DeploySlot.state == state,
@@ -82,6 +85,8 @@ class DeployScheduler:
         )
         if due_only:
             query = query.where(DeploySlot.starts_at <= now)
+        if ended_only:
+            query = query.where(DeploySlot.ends_at <= now)
         async with self.services.store.transaction() as session:
             return list(await session.scalars(query.order_by(DeploySlot.starts_at).limit(BATCH)))
 
@@ -235,6 +240,40 @@ class DeployScheduler:
                 fields={"slot": str(slot.id), "environment": slot.environment},
             )
         log.info("deploy.due", slot=slot.id, state=values["state"], overdue=late)
+
+    # --- lapsed --------------------------------------------------------------------------
+
+    async def lapsed(self) -> None:
+        """A slot announced and never started lets its window go: it no longer holds the
+        environment (nor the queue), and everyone is told once."""
+        for slot_id in await self._candidates("announced", ended_only=True):
+            claimed = await self._claim(slot_id, "announced")
+            if claimed is None:
+                continue
+            claim, slot = claimed
+            now = self.services.clock.now()
+            async with self.services.store.transaction(write=True) as session:
+                if not await self._settle_in(
+                    session,
+                    claim,
+                    state="missed",
+                    finished_at=now,
+                    outcome_reason="never started in its window",
+                ):
+                    continue
+                await self._say(
+                    session,
+                    text=f"⌛ Deploy slot #{slot.id} ({slot.version} to {slot.environment}) "
+                    f"was never started, and its window has ended: @{slot.booked_by}, book "
+                    "another with `deploy schedule` when you're ready.",
+                    key=f"deploy-missed:{slot.key}",
+                    fields={"slot": str(slot.id), "environment": slot.environment},
+                )
+                await service.leave_queue(
+                    session=session, environment=slot.environment, handle=slot.booked_by, now=now
+                )
+                await tell_head(session, self.services, environment=slot.environment, now=now)
+            log.info("deploy.missed", slot=slot.id)
 
     # --- starting ------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ SHOWN_STATE = {
     "failed": "failed",
     "cancelled": "cancelled",
     "refused": "refused when due",
+    "missed": "never started",
 }
 
 
