@@ -181,9 +181,11 @@ class ShellDelivery:
         while True:
             try:
                 await worker.deliver_due()
-            except Exception:
+            except Exception as exc:
                 # The database failing: the messages stay, for the next round or for serve.
-                log.exception("shell.delivery_round_failed")
+                # One line where the person types; the traceback only at debug.
+                log.warning("shell.delivery_round_failed", error=f"{type(exc).__name__}: {exc}")
+                log.debug("shell.delivery_round_failed_detail", exc_info=True)
             wait = POLL_SECONDS
             if self._deadline is not None:
                 remaining = self._deadline - loop.time()

@@ -88,3 +88,15 @@ async def test_up_down_up(empty_url: str) -> None:
 async def test_the_migrations_match_the_models(empty_url: str) -> None:
     await migrate.upgrade(empty_url)
     assert await drift(empty_url) == []
+
+
+async def test_a_fresh_sqlite_database_leaves_the_upgrade_in_wal_mode(tmp_path: Path) -> None:
+    """Left in rollback-journal mode, the first two connections of a shell (its command and
+    its delivery thread) would both switch it, and SQLite fails one with "database is
+    locked" at once."""
+    import sqlite3
+
+    path = tmp_path / "fresh.db"
+    await migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -52,8 +52,10 @@ def _sqlite_hooks(engine: AsyncEngine, busy_ms: int = 15000) -> None:
         # Let us issue BEGIN ourselves; pysqlite's implicit transactions cannot be IMMEDIATE.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The wait first: switching a database to WAL (one made before `db upgrade` did so)
+        # must wait for other connections, not fail.
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

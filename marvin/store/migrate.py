@@ -241,6 +241,24 @@ async def upgrade(url: str, revision: str = "head") -> None:
         if state.unknown:
             raise SchemaNewer(state.newer_sentence())
         await asyncio.to_thread(command.upgrade, alembic_config(url), revision)
+        await _write_ahead_log(url)
+
+
+async def _write_ahead_log(url: str) -> None:
+    """A SQLite database leaves here in WAL mode, while nothing else has it open. Left in
+    its default (rollback journal) mode, the first connections of the bot (a shell's command
+    and its delivery thread, say) would each switch it, and SQLite refuses one of two
+    connections escalating their locks at once with "database is locked" at once, waiting
+    for nothing."""
+    if not url.startswith("sqlite"):
+        return
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA busy_timeout=15000")
+            await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    finally:
+        await engine.dispose()
 
 
 async def downgrade(url: str, revision: str = "base") -> None:
@@ -279,4 +297,5 @@ async def prepare(url: str, *, migrate: bool) -> None:
             head=sorted(state.heads),
         )
         await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+        await _write_ahead_log(url)
         log.info("migrate.upgraded", revision=sorted(state.heads))
