@@ -538,11 +538,17 @@ def issue_sinks(
     }
 
 
-def issue_worker(services: Services, *, on_linked: Linked | None = None) -> OutboxWorker:
-    """The worker that delivers incidents' issues, apart from the chat's announcements."""
+def issue_worker(
+    services: Services,
+    *,
+    on_linked: Linked | None = None,
+    also: Mapping[str, Sink] | None = None,
+) -> OutboxWorker:
+    """The worker that delivers the tracker's issues and notes, apart from the chat's
+    announcements; `also`: more sinks for the same tracker (deviation issues)."""
     return OutboxWorker(
         services.store,
-        issue_sinks(services, on_linked=on_linked),
+        {**issue_sinks(services, on_linked=on_linked), **(also or {})},
         services.clock,
         max_attempts=ISSUE_MAX_ATTEMPTS,
     )

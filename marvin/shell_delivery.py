@@ -24,8 +24,8 @@ from marvin.adapters.issues import Issue
 from marvin.clock import Clock, as_utc
 from marvin.config import Settings
 from marvin.incidents import shown_ref
-from marvin.issue_delivery import ISSUE_MAX_ATTEMPTS, issue_sinks
 from marvin.issue_delivery import KINDS as ISSUE_KINDS
+from marvin.issue_delivery import issue_worker
 from marvin.outbox import ANNOUNCE, OutboxWorker, Sink
 from marvin.services import Services
 from marvin.store.db import Store
@@ -159,12 +159,7 @@ class ShellDelivery:
                 await result
 
     def _workers(self, services: Services) -> list[OutboxWorker]:
-        issues = OutboxWorker(
-            services.store,
-            issue_sinks(services, on_linked=self._linked),
-            services.clock,
-            max_attempts=ISSUE_MAX_ATTEMPTS,
-        )
+        issues = issue_worker(services, on_linked=self._linked)
         workers = [issues]
         if self._chat_sinks is not None:
             workers.append(OutboxWorker(services.store, self._chat_sinks(services), services.clock))

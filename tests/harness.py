@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 from sqlalchemy import select
 
+from marvin import issue_delivery
 from marvin.adapters.issues import LocalIssueTracker
 from marvin.clock import FrozenClock
 from marvin.config import Settings, _load_directory_file
@@ -145,3 +146,23 @@ def make_bot(url: str, **sections: Any) -> Bot:
     clock = FrozenClock(START)
     services = build_services(make_settings(url, **sections), clock=clock)
     return Bot(services, clock)
+
+
+async def deliver_issues(bot: Bot, rounds: int = 20) -> int:
+    """Run the tracker's outbox loop as `serve` would, moving the clock to each retry, until
+    nothing is due; how many deliveries are still pending."""
+    issues = issue_delivery.issue_worker(bot.services)
+    for _ in range(rounds):
+        await issues.deliver_due()
+        left, due = await issue_delivery.pending(bot.services.store)
+        if not left or due is None:
+            return left
+        bot.clock.set(max(due, bot.clock.now()))
+    return (await issue_delivery.pending(bot.services.store))[0]
+
+
+async def said_ok(bot: Bot, who: str, text: str) -> str:
+    """`who` says `text`, which must go through; its answer."""
+    reply = await bot.say(who, text)
+    assert reply.ok, reply.text
+    return reply.text

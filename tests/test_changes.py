@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from marvin import issue_delivery
 from marvin.store.tables import ChangeRequest, LocalIssue
 from tests.fakes.gitlab import FakeGitLab
-from tests.harness import Bot, make_bot
+from tests.harness import Bot, deliver_issues, make_bot, said_ok
 
 TOKEN = "glpat-marvin-bot"
 TRACKER = "infra/production"
@@ -56,31 +55,14 @@ def on_gitlab(fake: FakeGitLab) -> dict[str, Any]:
     }
 
 
-async def deliver(bot: Bot, rounds: int = 20) -> int:
-    issues = issue_delivery.issue_worker(bot.services)
-    for _ in range(rounds):
-        await issues.deliver_due()
-        left, due = await issue_delivery.pending(bot.services.store)
-        if not left or due is None:
-            return left
-        bot.clock.set(max(due, bot.clock.now()))
-    return (await issue_delivery.pending(bot.services.store))[0]
-
-
-async def ok(bot: Bot, who: str, text: str) -> str:
-    reply = await bot.say(who, text)
-    assert reply.ok, reply.text
-    return reply.text
-
-
 async def test_a_c2_change_has_its_checklist_issue_and_locks_changes_while_it_runs(
     make: Callable[..., Bot], gitlab: FakeGitLab
 ) -> None:
     bot = make(**on_gitlab(gitlab))
-    text = await ok(bot, "bob", UPGRADE)
+    text = await said_ok(bot, "bob", UPGRADE)
     assert "Recorded change 1 (C2) for 2026-03-05 22:00 UTC: Upgrade PostgreSQL to 16." in text
     assert gitlab.issues(TRACKER) == []  # the record first, the issue through the outbox
-    assert await deliver(bot) == 0
+    assert await deliver_issues(bot) == 0
     [issue] = gitlab.issues(TRACKER)
     assert issue.title == "2026-03-02: Upgrade PostgreSQL to 16"
     assert set(issue.labels) == {"change", "C2", "change::scheduled"}
@@ -91,20 +73,20 @@ async def test_a_c2_change_has_its_checklist_issue_and_locks_changes_while_it_ru
     assert "scheduled for 2026-03-05 22:00 UTC" in description
 
     # Before it starts, production changes go ahead.
-    await ok(bot, "alice", "feature set new_nav true --staging")
-    text = await ok(bot, "bob", "change start 1")
+    await said_ok(bot, "alice", "feature set new_nav true --staging")
+    text = await said_ok(bot, "bob", "change start 1")
     assert "Changes to production are locked until it is done." in text
     denied = await bot.say("alice", "feature set new_nav 1 --actors")
     assert not denied.ok and denied.denied_by == "change_lock"
     assert "change 1 (C2) “Upgrade PostgreSQL to 16” is under way" in denied.text
-    assert await deliver(bot) == 0
+    assert await deliver_issues(bot) == 0
     [issue] = gitlab.issues(TRACKER)
     assert set(issue.labels) == {"change", "C2", "change::in-progress", *BLOCKING}
 
-    text = await ok(bot, "bob", "change done 1")
+    text = await said_ok(bot, "bob", "change done 1")
     assert "no longer locked by it" in text
-    await ok(bot, "alice", "feature set new_nav 1 --actors")
-    assert await deliver(bot) == 0
+    await said_ok(bot, "alice", "feature set new_nav 1 --actors")
+    assert await deliver_issues(bot) == 0
     [issue] = gitlab.issues(TRACKER)
     assert issue.state == "closed"
     assert set(issue.labels) == {"change", "C2", "change::complete"}
@@ -117,8 +99,8 @@ async def test_the_trackers_own_checklist_template_wins(
 ) -> None:
     gitlab.add_file(TRACKER, ".gitlab/issue_templates/change_checklist.md", "## Our checklist\n")
     bot = make(**on_gitlab(gitlab))
-    await ok(bot, "bob", UPGRADE)
-    assert await deliver(bot) == 0
+    await said_ok(bot, "bob", UPGRADE)
+    assert await deliver_issues(bot) == 0
     [issue] = gitlab.issues(TRACKER)
     assert "## Our checklist" in (issue.description or "")
     assert "## Change summary" not in (issue.description or "")
@@ -126,31 +108,31 @@ async def test_the_trackers_own_checklist_template_wins(
 
 async def test_c3_and_c4_changes_lock_nothing(make: Callable[..., Bot]) -> None:
     bot = make()
-    await ok(bot, "bob", 'change request "Rotate TLS certificates" --criticality 3')
-    text = await ok(bot, "bob", "change start 1")
+    await said_ok(bot, "bob", 'change request "Rotate TLS certificates" --criticality 3')
+    text = await said_ok(bot, "bob", "change start 1")
     assert "locked" not in text
-    await ok(bot, "alice", "feature set new_nav true --staging")
-    await ok(bot, "alice", "feature set new_nav 1 --actors")
+    await said_ok(bot, "alice", "feature set new_nav true --staging")
+    await said_ok(bot, "alice", "feature set new_nav 1 --actors")
 
 
 async def test_a_change_waits_for_a_serious_incident_but_finishing_never_does(
     make: Callable[..., Bot],
 ) -> None:
     bot = make()
-    await ok(bot, "bob", UPGRADE)
-    await ok(bot, "bob", 'change request "Resize the disks" --criticality 2')
-    await ok(bot, "bob", "change start 2")
-    await ok(bot, "bob", 'incident declare "Checkout returns 500s" --severity 1')
+    await said_ok(bot, "bob", UPGRADE)
+    await said_ok(bot, "bob", 'change request "Resize the disks" --criticality 2')
+    await said_ok(bot, "bob", "change start 2")
+    await said_ok(bot, "bob", 'incident declare "Checkout returns 500s" --severity 1')
     refused = await bot.say("bob", "change start 1")
     assert not refused.ok and refused.denied_by == "change_lock"
     assert "incident 1" in refused.text and "change 2" in refused.text
-    await ok(bot, "bob", "change done 2")  # finishing only releases: never stopped
-    await ok(bot, "alice", 'change start 1 --ignore-production-check "the fix for incident 1"')
+    await said_ok(bot, "bob", "change done 2")  # finishing only releases: never stopped
+    await said_ok(bot, "alice", 'change start 1 --ignore-production-check "the fix for incident 1"')
 
 
 async def test_who_may_move_a_change_and_from_where(make: Callable[..., Bot]) -> None:
     bot = make()
-    await ok(bot, "bob", UPGRADE)
+    await said_ok(bot, "bob", UPGRADE)
     carol = await bot.say("carol", "change start 1")
     assert not carol.ok and "Only whoever requested change 1 (@bob)" in carol.text
     early = await bot.say("bob", "change done 1")
@@ -159,8 +141,8 @@ async def test_who_may_move_a_change_and_from_where(make: Callable[..., Bot]) ->
     assert not past.ok and "is in the past" in past.text
     bad = await bot.say("bob", 'change request "Oops" --criticality 5')
     assert not bad.ok
-    await ok(bot, "alice", "change start 1")  # a production engineer may
-    listed = await ok(bot, "bob", "change list")
+    await said_ok(bot, "alice", "change start 1")  # a production engineer may
+    listed = await said_ok(bot, "bob", "change list")
     assert "• 1: C2, under way · locks changes" in listed
 
 
@@ -169,20 +151,20 @@ async def test_a_timeout_after_creation_leaves_one_issue(
 ) -> None:
     bot = make(**on_gitlab(gitlab))
     gitlab.hang_after_apply(POST_ISSUE, 3)  # opened, but answered after Marvin's 1 s
-    await ok(bot, "bob", UPGRADE)
-    await ok(bot, "bob", "change start 1")
+    await said_ok(bot, "bob", UPGRADE)
+    await said_ok(bot, "bob", "change start 1")
     bot.clock.advance(seconds=60)
-    assert await deliver(bot) == 0
+    assert await deliver_issues(bot) == 0
     [issue] = gitlab.issues(TRACKER)
     assert "change::in-progress" in issue.labels
 
 
 async def test_the_embedded_tracker_holds_change_issues_too(make: Callable[..., Bot]) -> None:
     bot = make()
-    await ok(bot, "bob", UPGRADE)
-    await ok(bot, "bob", "change start 1")
-    await ok(bot, "bob", "change done 1")
-    assert await deliver(bot) == 0
+    await said_ok(bot, "bob", UPGRADE)
+    await said_ok(bot, "bob", "change start 1")
+    await said_ok(bot, "bob", "change done 1")
+    assert await deliver_issues(bot) == 0
     [issue] = await bot.rows(LocalIssue)
     assert issue.state == "closed" and "## Change summary" in issue.description
     assert set(issue.labels) == {"change", "C2", "change::complete"}

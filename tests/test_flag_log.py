@@ -14,7 +14,7 @@ import pytest
 from marvin import flag_log, issue_delivery
 from marvin.store.tables import LocalIssue, LocalIssueNote, OutboxMessage
 from tests.fakes.gitlab import FakeGitLab
-from tests.harness import Bot, make_bot
+from tests.harness import Bot, deliver_issues, make_bot, said_ok
 
 TOKEN = "glpat-marvin-bot"
 TRACKER = "infra/production"
@@ -58,31 +58,14 @@ def on_gitlab(fake: FakeGitLab, log: str | None = LOG) -> dict[str, Any]:
     }
 
 
-async def deliver(bot: Bot, rounds: int = 20) -> int:
-    issues = issue_delivery.issue_worker(bot.services)
-    for _ in range(rounds):
-        await issues.deliver_due()
-        left, due = await issue_delivery.pending(bot.services.store)
-        if not left or due is None:
-            return left
-        bot.clock.set(max(due, bot.clock.now()))
-    return (await issue_delivery.pending(bot.services.store))[0]
-
-
-async def ok(bot: Bot, who: str, text: str) -> str:
-    reply = await bot.say(who, text)
-    assert reply.ok, reply.text
-    return reply.text
-
-
 async def test_each_flag_change_is_an_issue_in_the_log_closed_at_once(
     make: Callable[..., Bot], gitlab: FakeGitLab
 ) -> None:
     bot = make(**on_gitlab(gitlab))
-    await ok(bot, "alice", "feature set new_nav true --staging")
-    await ok(bot, "alice", "feature set new_nav 1 --actors")
+    await said_ok(bot, "alice", "feature set new_nav true --staging")
+    await said_ok(bot, "alice", "feature set new_nav 1 --actors")
     assert gitlab.issues(LOG) == []  # written to the outbox first, delivered after
-    assert await deliver(bot) == 0
+    assert await deliver_issues(bot) == 0
     staging, production = gitlab.issues(LOG)
     assert staging.title == "Feature flag new_nav has been set to on for everyone on staging"
     assert production.title == "Feature flag new_nav has been set to 1% of actors on production"
@@ -98,15 +81,15 @@ async def test_an_override_is_labelled_and_a_delete_is_logged(
     make: Callable[..., Bot], gitlab: FakeGitLab
 ) -> None:
     bot = make(**on_gitlab(gitlab))
-    await ok(bot, "alice", "feature set new_nav true --staging")
-    await ok(
+    await said_ok(bot, "alice", "feature set new_nav true --staging")
+    await said_ok(
         bot, "alice", 'feature set new_nav 1 --actors --ignore-production-check "hotfix, verified"'
     )
-    await ok(bot, "alice", "feature set old_nav true --staging")
+    await said_ok(bot, "alice", "feature set old_nav true --staging")
     asked = await bot.say("alice", "feature delete old_nav --staging")
     if asked.confirm is not None:  # deleting can't be undone: confirmed first
-        await ok(bot, "alice", f"confirm {asked.confirm.token}")
-    assert await deliver(bot) == 0
+        await said_ok(bot, "alice", f"confirm {asked.confirm.token}")
+    assert await deliver_issues(bot) == 0
     _, overridden, _, deleted = gitlab.issues(LOG)
     assert set(overridden.labels) == {"production", "change", flag_log.OVERRIDE_LABEL}
     assert "The production check was ignored: hotfix, verified." in (overridden.description or "")
@@ -117,10 +100,10 @@ async def test_an_override_is_labelled_and_a_delete_is_logged(
 async def test_the_rollout_issue_gets_a_note(make: Callable[..., Bot], gitlab: FakeGitLab) -> None:
     rollout = gitlab.add_issue(ROLLOUTS, "Roll out new_nav", author="bob")
     bot = make(**on_gitlab(gitlab, log=None))
-    await ok(bot, "alice", f"feature set new_nav true --staging --rollout-issue {ROLLOUTS}#1")
+    await said_ok(bot, "alice", f"feature set new_nav true --staging --rollout-issue {ROLLOUTS}#1")
     url = f"{gitlab.external_url}/{ROLLOUTS}/-/issues/1"
-    await ok(bot, "alice", f"feature set new_nav 1 --actors --rollout-issue {url}")
-    assert await deliver(bot) == 0
+    await said_ok(bot, "alice", f"feature set new_nav 1 --actors --rollout-issue {url}")
+    assert await deliver_issues(bot) == 0
     notes = [n.body for n in gitlab.issue(ROLLOUTS, rollout.iid).notes if not n.system]
     assert len(notes) == 2
     assert notes[0].startswith("@alice changed `new_nav` on staging")
@@ -143,16 +126,16 @@ async def test_a_timeout_after_creation_and_an_outage_leave_one_issue_per_change
     rollout = gitlab.add_issue(ROLLOUTS, "Roll out new_nav", author="bob")
     bot = make(**on_gitlab(gitlab))
     gitlab.hang_after_apply(POST_ISSUE, 3)  # opened, but the answer comes after Marvin's 1 s
-    await ok(bot, "alice", f"feature set new_nav true --staging --rollout-issue {ROLLOUTS}#1")
+    await said_ok(bot, "alice", f"feature set new_nav true --staging --rollout-issue {ROLLOUTS}#1")
     await issue_delivery.issue_worker(bot.services).deliver_due()
     await gitlab.down()
-    await ok(bot, "alice", f"feature set new_nav 1 --actors --rollout-issue {ROLLOUTS}#1")
+    await said_ok(bot, "alice", f"feature set new_nav 1 --actors --rollout-issue {ROLLOUTS}#1")
     assert await issue_delivery.issue_worker(bot.services).deliver_due() == 0
     # The changes themselves were made and announced, whatever GitLab was doing.
     assert len(await bot.rows(OutboxMessage, OutboxMessage.kind == "announce")) == 2
     await gitlab.up()
     bot.clock.advance(seconds=60)
-    assert await deliver(bot) == 0
+    assert await deliver_issues(bot) == 0
     assert [i.title.rsplit(" on ", 1)[1] for i in gitlab.issues(LOG)] == [
         "staging",
         "production",
@@ -164,8 +147,8 @@ async def test_a_timeout_after_creation_and_an_outage_leave_one_issue_per_change
 async def test_the_embedded_tracker_keeps_the_log_too(make: Callable[..., Bot]) -> None:
     bot = make(issues={"flag_log_project": "flag-log"})
     rollout = await bot.add_issue("Roll out new_nav", [])
-    await ok(bot, "alice", f"feature set new_nav true --staging --rollout-issue {rollout}")
-    assert await deliver(bot) == 0
+    await said_ok(bot, "alice", f"feature set new_nav true --staging --rollout-issue {rollout}")
+    assert await deliver_issues(bot) == 0
     [log] = await bot.rows(LocalIssue, LocalIssue.title.like("Feature flag%"))
     assert log.state == "closed" and set(log.labels) == {"staging", "change"}
     [note] = await bot.rows(LocalIssueNote)
@@ -174,5 +157,5 @@ async def test_the_embedded_tracker_keeps_the_log_too(make: Callable[..., Bot]) 
 
 async def test_without_a_log_project_nothing_is_logged(make: Callable[..., Bot]) -> None:
     bot = make()
-    await ok(bot, "alice", "feature set new_nav true --staging")
+    await said_ok(bot, "alice", "feature set new_nav true --staging")
     assert await bot.rows(OutboxMessage, OutboxMessage.kind.in_(flag_log.KINDS)) == []

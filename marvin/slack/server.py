@@ -40,7 +40,7 @@ from marvin.deploys.calendar import add_calendar_routes
 from marvin.deploys.calendar import token_from_env as calendar_token
 from marvin.deploys.scheduler import DeployScheduler
 from marvin.deviation_delivery import deviation_sinks
-from marvin.issue_delivery import ISSUE_MAX_ATTEMPTS, issue_sinks
+from marvin.issue_delivery import issue_worker
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.ofrep import add_ofrep_routes, tokens_from_env
 from marvin.outbox import ANNOUNCE, OutboxWorker
@@ -132,12 +132,7 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
         services.clock,
     )
     # Incidents' issues and deviation issues: the tracker's loop.
-    issues = OutboxWorker(
-        services.store,
-        {**issue_sinks(services), **deviation_sinks(services)},
-        services.clock,
-        max_attempts=ISSUE_MAX_ATTEMPTS,
-    )
+    issues = issue_worker(services, also=deviation_sinks(services))
     signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
     pipeline = build_pipeline(services)
     transport = SlackTransport(
