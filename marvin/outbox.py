@@ -128,6 +128,7 @@ class OutboxWorker:
         # Set when something was just enqueued: the delivery job runs now, not at its poll.
         self.wakeup = asyncio.Event()
         self.renew_every = RENEW_EVERY
+        self._stopped_mid_round: list[dict[int, _Claimed]] = []
 
     @property
     def kinds(self) -> list[str]:
@@ -161,11 +162,39 @@ class OutboxWorker:
                     delivered += await self._record(to_send, error)
                 for item in group:
                     in_flight.pop(item.id, None)
+        except asyncio.CancelledError:
+            # Stopped mid-round: what is still claimed stays claimed (a crash looks the
+            # same), unless a shutdown gives it back.
+            self._stopped_mid_round.append(in_flight)
+            raise
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
         return delivered
+
+    async def give_back(self) -> None:
+        """Shutting down after a round was stopped: what it still held is due again at
+        once, for another replica or the next start, not when its claim runs out. It may
+        have arrived; tried before, it is looked for before it is sent again."""
+        claimed = [c for round_ in self._stopped_mid_round for c in round_.values()]
+        self._stopped_mid_round.clear()
+        if not claimed:
+            return
+        try:
+            async with self._store.transaction(write=True) as session:
+                for item in claimed:
+                    await session.execute(
+                        update(OutboxMessage)
+                        .where(
+                            OutboxMessage.id == item.id,
+                            OutboxMessage.status == "pending",
+                            OutboxMessage.attempts == item.attempts,
+                        )
+                        .values(next_attempt_at=self._clock.now())
+                    )
+        except Exception:
+            log.warning("outbox.give_back_failed", ids=[c.id for c in claimed], exc_info=True)
 
     async def _renew(self, in_flight: dict[int, _Claimed]) -> None:
         """Keep the claim of what is still in flight: a slow chat is not a dead worker."""

@@ -26,6 +26,9 @@ from marvin.store.tables import JobLease
 
 log = structlog.get_logger(__name__)
 
+# How long a job's run in progress at shutdown may take to end on its own.
+STOP_GRACE_SECONDS = 3.0
+
 
 def replica_id() -> str:
     """This process's name among the replicas: host, pid, and a nonce against pid reuse."""
@@ -38,6 +41,8 @@ class Job:
     every: float  # seconds between runs (at most; `wake` brings the next run forward)
     run: Callable[[], Awaitable[Any]]
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Called at shutdown when a run had to be cancelled: give back what it held.
+    stopped: Callable[[], Awaitable[Any]] | None = None
 
 
 class Leases:
@@ -110,10 +115,31 @@ class Supervisor:
         if job is not None:
             job.wake.set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Run every job until `stop`; a run still going `grace` seconds later is cancelled.
+
+        A job's run is a delivery round or a sweep that can be repeated (its rows stay
+        pending until done), while a round waiting on a service that does not answer would
+        hold a SIGTERM for that call's whole timeout: past Docker's ten seconds, the
+        process is killed mid-write instead."""
+        loops = [
+            asyncio.create_task(self._loop(job, stop), name=job.name) for job in self.jobs.values()
+        ]
         try:
-            await asyncio.gather(*(self._loop(job, stop) for job in self.jobs.values()))
+            await stop.wait()
+            _, late = await asyncio.wait(loops, timeout=grace)
+            if late:
+                log.warning("job.stopped_mid_run", jobs=sorted(task.get_name() for task in late))
         finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            for job in self.jobs.values():
+                if job.stopped is not None:
+                    try:
+                        await job.stopped()
+                    except Exception:
+                        log.exception("job.give_back_failed", job=job.name)
             try:
                 await self.leases.release_all()
             except Exception:

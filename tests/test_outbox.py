@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from marvin.outbox import ANNOUNCE, LEASE, DeliveryError, OutboxWorker, enqueue
 from marvin.store.tables import OutboxMessage
+from marvin.supervisor import Job, Leases, Supervisor
 from tests.harness import Bot
 
 
@@ -110,5 +112,23 @@ async def test_a_delivery_that_dies_midway_is_due_again_after_its_lease(bot: Bot
     assert await again.deliver_due() == 0  # still leased to the one that died
     bot.clock.advance(LEASE)
     assert await again.deliver_due() == 1
+    [row] = await bot.rows(OutboxMessage)
+    assert row.status == "delivered" and row.attempts == 2
+
+
+async def test_a_shutdown_gives_back_what_a_stopped_round_held(bot: Bot) -> None:
+    await bot.say("alice", "feature set x true --staging")
+    sink = StuckSink()
+    worker = OutboxWorker(bot.services.store, {ANNOUNCE: sink}, bot.clock)
+    stop = asyncio.Event()
+    leases = Leases(bot.services.store, bot.clock, "stopping", timedelta(seconds=30))
+    job = Job("outbox", 60, worker.deliver_due, worker.wakeup, worker.give_back)
+    running = asyncio.create_task(Supervisor(leases, [job]).run(stop, grace=0.1))
+    await asyncio.wait_for(sink.entered.wait(), 10)
+    stop.set()  # SIGTERM, and the chat still holds the message
+    await asyncio.wait_for(running, 10)
+    healthy = FlakySink([])
+    again = OutboxWorker(bot.services.store, {ANNOUNCE: healthy}, bot.clock)
+    assert await again.deliver_due() == 1  # at once: not when the claim would have run out
     [row] = await bot.rows(OutboxMessage)
     assert row.status == "delivered" and row.attempts == 2

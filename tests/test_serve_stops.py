@@ -1,5 +1,6 @@
-"""`marvin serve` in Socket Mode when Slack's WebSocket can't be reached: it says so on
-/healthz, logs one line a try (no tracebacks), and still stops on SIGTERM within seconds."""
+"""`marvin serve` stopping while Slack is not there: in Socket Mode when the WebSocket can't
+be reached it says so on /healthz, logs one line a try (no tracebacks), and still stops on
+SIGTERM within seconds; in HTTP mode a Slack call that hangs does not hold SIGTERM either."""
 
 from __future__ import annotations
 
@@ -111,3 +112,51 @@ async def test_healthz_follows_the_socket_and_sigterm_still_stops(
         server.stop()
     assert code == 0, server.log()
     assert "Traceback" not in server.log()
+
+
+async def test_sigterm_does_not_wait_for_a_slack_call_that_hangs_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """An announcement in flight when SIGTERM comes, to a Slack that does not answer: serve
+    still stops within seconds (Docker kills at ten), and the next start delivers it, once."""
+    async with FakeSlackAPI(bot_token="xoxb-replicas") as api:
+        populate(api)
+        api.add_channel(CHANNEL, "production")
+        database = f"sqlite+aiosqlite:///{tmp_path / 'marvin.db'}"
+        config = write_config(
+            tmp_path / "marvin.yaml",
+            database,
+            api,
+            database={"url": database, "migrate_on_start": True},
+        )
+        api.delay("chat.postMessage", 60)
+        first = ServeProcess(config, tmp_path / "first.log")
+        first.start()
+        try:
+            await first.healthy()
+            url = await first.command(api, "alice", "UALICE", "feature set hanging true --staging")
+            await api.wait_for("response_url", timeout=30)
+            assert any(c.context.get("url") == url for c in api.calls("response_url"))
+            await api.wait_for("chat.postMessage", timeout=30)  # held: Slack says nothing
+            code, _ = await asyncio.to_thread(_stopped_within, first, 8.0)
+        finally:
+            first.stop()
+        assert code == 0, first.log_path.read_text()
+        assert "Traceback" not in first.log_path.read_text()
+        assert not [m for m in api.messages(CHANNEL) if "hanging" in str(m.get("text"))]
+
+        api.delay("chat.postMessage", 0)
+        second = ServeProcess(config, tmp_path / "second.log")
+        second.start()
+        try:
+            await second.healthy()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20  # at once, not when the cancelled claim runs out
+            while loop.time() < deadline:
+                if [m for m in api.messages(CHANNEL) if "hanging" in str(m.get("text"))]:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            second.stop()
+        announced = [m for m in api.messages(CHANNEL) if "hanging" in str(m.get("text"))]
+        assert len(announced) == 1, second.log_path.read_text()

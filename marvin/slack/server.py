@@ -156,10 +156,10 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
     )
     lease = timedelta(seconds=settings.inbox.lease_seconds)
     jobs = [
-        Job("outbox:announce", 1.0, outbox.deliver_due, outbox.wakeup),
+        Job("outbox:announce", 1.0, outbox.deliver_due, outbox.wakeup, outbox.give_back),
         # Incidents' issues in a loop of their own: a GitLab outage delays them and never the
         # announcements, and a Slack outage never stops an issue from being opened.
-        Job("outbox:issues", 2.0, issues.deliver_due, issues.wakeup),
+        Job("outbox:issues", 2.0, issues.deliver_due, issues.wakeup, issues.give_back),
         # Work a dead replica acknowledged is taken over once its lease has run out.
         Job("inbox:recovery", max(1.0, lease.total_seconds() / 4), transport.recover),
         Job("intents:settle", 10.0, lambda: intents.settle_due(services, pipeline.registry, lease)),
