@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,10 +23,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from marvin.environments import DEFAULT_FOLLOWS, Environments, environment_problems
 
 CONFIG_ENV = "MARVIN_CONFIG"
 _HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -81,16 +86,39 @@ class DatabaseConfig(Section):
         raise ValueError("must be a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
 
 
-EnvName = Literal["staging", "production"]
+# An environment flags are set in: one of `flags.environments`, checked against them.
+EnvName = str
+
+
+def _not_an_environment(unknown: Iterable[str], known: Iterable[str]) -> str:
+    return f"{', '.join(map(repr, unknown))} is not one of flags.environments ({', '.join(known)})"
+
+
+class EnvironmentConfig(Section):
+    # The environment a flag must be on in before it goes on here, and off in only after
+    # it is off here (production follows staging).
+    follows: str | None = None
+
+
+def _default_environments() -> dict[str, EnvironmentConfig]:
+    return {name: EnvironmentConfig(follows=ahead) for name, ahead in DEFAULT_FOLLOWS.items()}
 
 
 class FlagsConfig(Section):
+    # The environments flags are set in, in the order they are shown; each is an option of
+    # `feature` (--staging, --staging-ref). GitLab.com's: dev, staging, staging-ref, pre,
+    # ops, production.
+    environments: dict[str, EnvironmentConfig] = Field(default_factory=_default_environments)
+    # The one a command means when it names none.
+    default_environment: str = "production"
     # Where flags live; `backends` chooses per environment, `backend` is the default.
     backend: str = "local"
     backends: dict[EnvName, str] = Field(default_factory=dict)
     ceiling_percent: float = Field(1.0, gt=0, le=100)
+    # Checked even when left at its default: renaming production must not silently leave
+    # the ceiling applying nowhere.
     ceiling_environments: list[EnvName] = Field(
-        default_factory=lambda: list[EnvName](["production"])
+        default_factory=lambda: list[EnvName](["production"]), validate_default=True
     )
     soak_hours: float = Field(24.0, ge=0)
     allow_random: bool = False
@@ -116,7 +144,46 @@ class FlagsConfig(Section):
     # The embedded store's flags of one environment as a flagd flag-definition file,
     # rewritten after every change (OpenFeature flagd providers, file mode); off when unset.
     flagd_file: str | None = None
-    flagd_environment: EnvName = "production"
+    flagd_environment: EnvName = Field("production", validate_default=True)
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _bare_names(cls, value: Any) -> Any:
+        # `{dev: , staging: {}}` or a list, `[dev, staging, {production: {follows: staging}}]`:
+        # a bare name follows none.
+        if isinstance(value, list):
+            listed: dict[Any, Any] = {}
+            for item in value:
+                listed.update(item if isinstance(item, dict) else {item: {}})
+            value = listed
+        if isinstance(value, dict):
+            return {name: {} if spec is None else spec for name, spec in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _environments_coherent(self) -> FlagsConfig:
+        follows = {name: spec.follows for name, spec in self.environments.items()}
+        problems = environment_problems(follows, self.default_environment)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @field_validator("backends", "ceiling_environments", "four_eyes", "flagd_environment")
+    @classmethod
+    def _known_environments(cls, value: Any, info: ValidationInfo) -> Any:
+        known = info.data.get("environments")
+        if known is None:  # itself invalid: said there
+            return value
+        names = [value] if isinstance(value, str) else list(value)
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(_not_an_environment(unknown, known))
+        return value
+
+    @cached_property
+    def environment_set(self) -> Environments:
+        follows = {name: spec.follows for name, spec in self.environments.items()}
+        return Environments(follows, self.default_environment)
 
 
 class AvailabilityConfig(Section):
@@ -237,10 +304,7 @@ class GitLabConfig(Section):
         return {env: url.rstrip("/") for env, url in value.items()}
 
     def instance_url(self, env: str) -> str | None:
-        return self.instances.get(env) or self.url  # type: ignore[call-overload]
-
-
-_UNLEASH_ENVIRONMENTS: dict[EnvName, str] = {"staging": "development", "production": "production"}
+        return self.instances.get(env) or self.url
 
 
 class UnleashConfig(Section):
@@ -248,8 +312,9 @@ class UnleashConfig(Section):
 
     url: str | None = None  # the server's base URL, without /api
     project: str = "default"
-    # Unleash's open-source server has development and production: staging maps to the first.
-    environments: dict[EnvName, str] = Field(default_factory=lambda: _UNLEASH_ENVIRONMENTS.copy())
+    # Per flag environment, its Unleash environment; unmapped, the one of the same name,
+    # but staging is development (open-source Unleash has development and production).
+    environments: dict[EnvName, str] = Field(default_factory=dict)
     timeout_seconds: float = Field(10, gt=0, le=120)
 
     @field_validator("url")
@@ -503,6 +568,26 @@ class Settings(BaseSettings):
     gitlab: GitLabConfig = GitLabConfig()
     unleash: UnleashConfig = UnleashConfig()
 
+    @model_validator(mode="after")
+    def _flag_environments_known(self) -> Settings:
+        # Other sections name flag environments too: each must be one of them. One line a
+        # key, each starting with its path (see `_problems`).
+        known = self.flags.environments
+        named = {
+            "unleash.environments": list(self.unleash.environments),
+            "gitlab.instances": list(self.gitlab.instances),
+            "gitlab.environment_scopes": list(self.gitlab.environment_scopes),
+            "change_lock.freezes": [e for f in self.change_lock.freezes for e in f.environments],
+        }
+        problems = []
+        for key, names in named.items():
+            unknown = sorted({name for name in names if name not in known})
+            if unknown:
+                problems.append(f"{key}: {_not_an_environment(unknown, known)}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -544,8 +629,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _format_errors(exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
         message = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"] and err["type"] == "value_error":
+            problems += message.splitlines()  # across sections: each line names its key
+            continue
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             message = "unknown key"
         problems.append(f"{where}: {message}")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 HUNDRED = Decimal(100)
 ZERO = Decimal(0)
@@ -31,13 +31,46 @@ GateKind = Literal["user", "project", "group", "namespace", "feature_group"]
 _FEATURE_GROUP = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 
-class Environment(StrEnum):
-    staging = "staging"
-    production = "production"
+class Environment(str):
+    """An environment's name. Which ones exist is configuration (`marvin.environments`);
+    one name is one object, so `is` compares them as it would enum members."""
+
+    __slots__ = ()
+    _interned: ClassVar[dict[str, Environment]] = {}
+    staging: ClassVar[Environment]
+    production: ClassVar[Environment]
+
+    def __new__(cls, name: str) -> Environment:
+        found = cls._interned.get(name)
+        if found is None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"{name!r} is not an environment's name")
+            found = cls._interned[name] = super().__new__(cls, name)
+        return found
 
     @property
-    def other(self) -> Environment:
-        return Environment.staging if self is Environment.production else Environment.production
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def variable(self) -> str:
+        """Its part of an environment variable's name: STAGING_REF for staging-ref."""
+        return self.value.upper().replace("-", "_")
+
+    def __repr__(self) -> str:
+        return f"Environment({self.value!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(min_length=1)
+        )
+
+
+Environment.staging = Environment("staging")
+Environment.production = Environment("production")
 
 
 def validate_flag_name(value: str, max_length: int = 63) -> str:

@@ -14,6 +14,7 @@ import annotated_types
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from marvin.commands.on_environment import CONTEXT_KEY as ENVIRONMENTS
 from marvin.spec import CommandModel, CommandSpec, Registry
 
 # Slack and phones turn straight quotes into curly ones; people mean the same thing.
@@ -375,7 +376,7 @@ def parse(text: str, registry: Registry, max_chars: int = 4000) -> Parsed:
     spec, rest = _pick_spec(tokens, registry)
     values = _bind(spec, rest, registry)
     try:
-        command = spec.model.model_validate(values)
+        command = spec.model.model_validate(values, context={ENVIRONMENTS: registry.environments})
     except ValidationError as exc:
         raise _refuse(_explain(exc, spec), spec, registry) from None
     return Parsed(spec=spec, command=command)

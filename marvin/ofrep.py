@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -42,6 +42,7 @@ from pydantic import SecretStr
 from marvin.adapters.errors import Unavailable
 from marvin.adapters.flags import LocalFlagBackend
 from marvin.clock import Clock
+from marvin.environments import DEFAULT as DEFAULT_ENVIRONMENTS
 from marvin.evaluation import ErrorCode, EvaluationError, evaluate, targeting_key
 from marvin.flags import Environment, FlagState
 from marvin.store.db import Store
@@ -56,13 +57,17 @@ DEFAULT_CACHE_SECONDS: Final = 1.0
 _UNAUTHORIZED: Final = "missing or invalid token: send Authorization: Bearer <token>"
 
 
-def tokens_from_env(env: Mapping[str, str] | None = None) -> dict[Environment, SecretStr]:
-    """Each environment's token, `MARVIN_OFREP_TOKEN_PRODUCTION` and so on; unset or empty
-    means that environment is not served."""
+def tokens_from_env(
+    env: Mapping[str, str] | None = None,
+    environments: Iterable[Environment] = DEFAULT_ENVIRONMENTS,
+) -> dict[Environment, SecretStr]:
+    """Each environment's token, `MARVIN_OFREP_TOKEN_PRODUCTION`,
+    `MARVIN_OFREP_TOKEN_STAGING_REF` and so on; unset or empty means that environment is
+    not served."""
     env = os.environ if env is None else env
     tokens: dict[Environment, SecretStr] = {}
-    for environment in Environment:
-        value = env.get(ENV_VARIABLE.format(environment.value.upper()), "").strip()
+    for environment in environments:
+        value = env.get(ENV_VARIABLE.format(environment.variable), "").strip()
         if value:
             tokens[environment] = SecretStr(value)
     return tokens
@@ -96,7 +101,7 @@ class FlagSnapshots:
         self._clock = clock
         self._max_age = max_age_seconds
         self._held: dict[Environment, Snapshot] = {}
-        self._locks: dict[Environment, asyncio.Lock] = {env: asyncio.Lock() for env in Environment}
+        self._locks: dict[Environment, asyncio.Lock] = {}
 
     def _fresh(self, env: Environment, now: datetime) -> Snapshot | None:
         held = self._held.get(env)
@@ -110,7 +115,9 @@ class FlagSnapshots:
         held = self._fresh(env, self._clock.now())
         if held is not None:
             return held
-        async with self._locks[env]:  # one read per environment, whoever asks meanwhile
+        async with self._locks.setdefault(
+            env, asyncio.Lock()
+        ):  # one read per environment, whoever asks meanwhile
             now = self._clock.now()
             held = self._fresh(env, now)
             if held is not None:

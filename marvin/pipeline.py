@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -50,6 +50,7 @@ from marvin.commands.base import (
 )
 from marvin.commands.confirm import AlreadySpent, spend
 from marvin.facts import gather as gather_facts
+from marvin.flags import Environment
 from marvin.grammar import Parsed, UsageError, parse
 from marvin.models import (
     Announcement,
@@ -129,8 +130,9 @@ class Pipeline:
                 text=f"I don't know who {who} is in GitLab: name them by their GitLab username.",
                 command=parsed.spec.name,
             )
-        if parsed.spec.production_change and getattr(parsed.command, "in_both", False):
-            return await self._in_each_environment(inv, welcome, _lowers(parsed.command))
+        if parsed.spec.production_change and getattr(parsed.command, "many", False):
+            named = parsed.command.environments  # type: ignore[attr-defined]
+            return await self._in_each_environment(inv, welcome, named, _lowers(parsed.command))
         log.info("command.parsed", command=parsed.spec.name)
         denied = self._gate(parsed, caller, inv)
         if denied is not None:
@@ -138,20 +140,22 @@ class Pipeline:
         return await self._run(answer, parsed)
 
     async def _in_each_environment(
-        self, inv: Invocation, welcome: str | None, lowers: bool
+        self, inv: Invocation, welcome: str | None, named: Sequence[str], lowers: bool
     ) -> Reply:
         """`--staging --production`, as GitLab's ChatOps takes it: one change per
         environment, each judged, recorded and announced on its own (its own request id, so
-        a redelivery or a confirmation finds its part). Staging goes first, and production
-        first when turning off or removing (production never runs what staging doesn't);
-        the first that isn't made (refused, or waiting for a confirmation) stops the rest."""
-        order = ("production", "staging") if lowers else ("staging", "production")
+        a redelivery or a confirmation finds its part). The followed environment goes first
+        (staging), the followers first when turning off or removing (production never runs
+        what staging doesn't); the first that isn't made (refused, or waiting for a
+        confirmation) stops the rest."""
+        environments = self.registry.environments
+        order = environments.in_order(map(Environment, named), lowering=lowers)
         replies: list[Reply] = []
         for env in order:
             part = inv.model_copy(
                 update={
                     "request_id": f"{inv.request_id}.{env}"[:64],
-                    "text": only_environment(inv.text, env),
+                    "text": only_environment(inv.text, env, environments),
                 }
             )
             with structlog.contextvars.bound_contextvars(request_id=part.request_id):
@@ -160,11 +164,12 @@ class Pipeline:
             if not reply.ok or reply.confirm is not None:
                 break
         shown = [r.text for r in replies]
-        if len(replies) == 1 and replies[0].confirm is not None:
-            then = only_environment(inv.text, order[1])
-            shown.append(f"Nothing was done in {order[1]} yet: once this is done, `{then}`.")
-        elif len(replies) == 1:
-            shown.append(f"Nothing was done in {order[1]}.")
+        rest = order[len(replies) :]
+        if rest and replies[-1].confirm is not None:
+            then = only_environment(inv.text, rest, environments)
+            shown.append(f"Nothing was done in {_and(rest)} yet: once this is done, `{then}`.")
+        elif rest:
+            shown.append(f"Nothing was done in {_and(rest)}.")
         texts = [a.announcement.text for a in replies if a.announcement is not None]
         last = replies[-1]
         return last.model_copy(
@@ -604,18 +609,22 @@ class Pipeline:
             log.exception("audit.failed")
 
 
-_ENV_OPTION = re.compile(r"(?<!\S)(?:--|[\u2013\u2014]-?)(?:staging|production)(?!\S)")
-
-
 def _lowers(command: object) -> bool:
     """Whether a change turns a flag off or removes it (the kill switch's direction)."""
     value = str(getattr(command, "value", "")).strip().lower().rstrip("%")
     return not hasattr(command, "value") or value in ("false", "off", "0", "0.0")
 
 
-def only_environment(text: str, env: str) -> str:
-    """The command as typed, naming `env` alone."""
-    return f"{_ENV_OPTION.sub('', text).strip()} --{env}"
+def only_environment(text: str, envs: str | Sequence[str], environments: Iterable[str]) -> str:
+    """The command as typed, naming `envs` (one, or several) alone."""
+    names = "|".join(re.escape(name) for name in sorted(environments, key=len, reverse=True))
+    option = re.compile(rf"(?<!\S)(?:--|[\u2013\u2014]-?)(?:{names})(?!\S)", re.IGNORECASE)
+    wanted = [envs] if isinstance(envs, str) else list(envs)
+    return " ".join([option.sub("", text).strip(), *(f"--{env}" for env in wanted)])
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _decide(name: str, check: Callable[[R], Decision], req: R) -> Decision:

@@ -16,6 +16,7 @@ from marvin.adapters.oncall import Oncall
 from marvin.adapters.presence import Presence
 from marvin.clock import Clock
 from marvin.config import Settings
+from marvin.environments import Environments
 from marvin.flagd import FlagdFileWriter
 from marvin.flags import Environment
 from marvin.store.db import Store
@@ -41,3 +42,7 @@ class Services:
 
     def flags(self, env: Environment) -> FlagBackend:
         return self.flag_backends[env]
+
+    @property
+    def environments(self) -> Environments:
+        return self.settings.flags.environment_set

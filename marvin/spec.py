@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from marvin.commands.base import Change, Handler
+from marvin.environments import DEFAULT as DEFAULT_ENVIRONMENTS
+from marvin.environments import Environments
 
 
 class CommandModel(BaseModel):
@@ -101,6 +103,9 @@ class CommandSpec:
 class Registry:
     specs: list[CommandSpec] = field(default_factory=list)
     group_summaries: dict[str, str] = field(default_factory=dict)
+    # The flag environments the commands were built for (their options); commands are
+    # validated with them (`marvin.commands.on_environment`).
+    environments: Environments = DEFAULT_ENVIRONMENTS
 
     def add(self, group_summary: str, specs: Iterable[CommandSpec]) -> None:
         for spec in specs:

@@ -26,6 +26,8 @@ from marvin.adapters.unleash_flags import UnleashFlags, admin_token_from_env
 from marvin.clock import Clock, SystemClock
 from marvin.commands.catalog import build_registry
 from marvin.config import Settings
+from marvin.environments import DEFAULT as DEFAULT_ENVIRONMENTS
+from marvin.environments import Environments
 from marvin.flagd import FlagdFileWriter
 from marvin.flags import Environment
 from marvin.pipeline import Pipeline
@@ -42,7 +44,7 @@ Builder = Callable[..., Any]
 def gitlab_token(env: Environment | None = None) -> str | None:
     """Marvin's GitLab token, from the environment only: GITLAB_TOKEN_<ENV> for an
     environment's own instance, else GITLAB_TOKEN."""
-    named = os.environ.get(f"GITLAB_TOKEN_{env.value.upper()}", "") if env else ""
+    named = os.environ.get(f"GITLAB_TOKEN_{env.variable}", "") if env else ""
     return (named or os.environ.get("GITLAB_TOKEN", "")).strip() or None
 
 
@@ -149,7 +151,7 @@ def backend_problems(settings: Settings) -> list[str]:
         if name not in known:
             names = ", ".join(repr(k) for k in known)
             problems.append(f"{key}: unknown backend {name!r} (one of: {names})")
-    for env in Environment:
+    for env in settings.flags.environment_set:
         backend = flag_backend_name(settings, env)
         if backend == "gitlab_instance" and not settings.gitlab.instance_url(env.value):
             problems.append(
@@ -202,7 +204,7 @@ def build_services(
 
     flags = {
         env: BACKENDS["flags"][flag_backend_name(settings, env)](settings, store, clock, env)
-        for env in Environment
+        for env in settings.flags.environment_set
     }
     return Services(
         settings=settings,
@@ -232,9 +234,9 @@ async def close(services: Services) -> None:
     await services.store.dispose()
 
 
-def registry() -> Registry:
-    return build_registry(POLICIES)
+def registry(environments: Environments = DEFAULT_ENVIRONMENTS) -> Registry:
+    return build_registry(POLICIES, environments)
 
 
 def build_pipeline(services: Services) -> Pipeline:
-    return Pipeline(services, registry())
+    return Pipeline(services, registry(services.settings.flags.environment_set))

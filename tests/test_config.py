@@ -259,7 +259,7 @@ PEOPLE = "directory:\n  people: [{handle: alice}, {handle: bob}]\n"
         ("database: {pool_size: 0}\n", "database.pool_size", "greater than or equal to 1"),
         ("availability: {watch_hours: 100}\n", "availability.watch_hours", "less than or equal"),
         ("limits: {max_command_chars: 10}\n", "limits.max_command_chars", "greater than or equal"),
-        ("flags: {ceiling_environments: [qa]}\n", "flags.ceiling_environments.0", "'staging'"),
+        ("flags: {ceiling_environments: [qa]}\n", "flags.ceiling_environments", "'qa' is not"),
         ("logging: {level: loud}\n", "logging.level", "'debug'"),
         ("flags: {backend: gitlab}\n", "flags.backend", "'local'"),
         ("database: {url: 'mysql://h/db'}\n", "database.url", "sqlite+aiosqlite://"),

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, SecretStr
 
 from marvin.config import CONFIG_ENV, Settings, load_settings
-from marvin.flags import Environment
+from marvin.environments import DEFAULT as DEFAULT_ENVIRONMENTS
 from marvin.ofrep import ENV_VARIABLE as OFREP_TOKEN
 from marvin.slack.secrets import PLACEHOLDER_CHANNEL, SlackSecrets, missing_for_serve
 from marvin.slack.server import build_bot
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-ENVIRONMENTS = [env.value.upper() for env in Environment]
+ENVIRONMENTS = [env.variable for env in DEFAULT_ENVIRONMENTS]
 # `make bench`, the busy hour (20-200 commands/s, SQLite and PostgreSQL, Slack fast and
 # slow): Marvin's peak RSS was 100-111 MB.
 BENCH_PEAK_RSS_BYTES = 111.4e6

@@ -136,7 +136,7 @@ def test_history_limit_is_an_int() -> None:
 @pytest.mark.parametrize(
     ("text", "environment"),
     [
-        ("feature get x", Environment.production),
+        ("feature list", Environment.production),
         ("feature get x --production", Environment.production),
         ("feature get x --staging", Environment.staging),
         ("feature set x true --staging", Environment.staging),
@@ -314,7 +314,10 @@ def test_usage_error_message(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("feature list --staging --production", "Choose one of --staging or --production."),
+        (
+            "feature list --staging --production",
+            "Choose one environment: `--staging`, `--production`.",
+        ),
         ("feature set x 1 --actors --random", "Choose one of --actors or --random."),
         ("feature set x true --actors", "--actors and --random go with a percentage"),
         ("feature set x 5", "Say what the percentage is of: --actors"),

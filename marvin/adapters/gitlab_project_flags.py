@@ -81,17 +81,20 @@ class GitLabProjectFlags:
     ) -> None:
         self.client = client
         self.project = str(project)
-        scopes = dict(environment_scopes or {})
-        self._scopes = {env: scopes.get(env.value, env.value) for env in Environment}
+        self._scopes = dict(environment_scopes or {})
         self._page_size = page_size
         self._base = f"/projects/{quote(self.project, safe='')}/feature_flags"
         self.label = f"GitLab project {self.project} ({client.url})"
+
+    def _scope(self, env: Environment) -> str:
+        """The environment scope of `env`: the same name unless mapped."""
+        return self._scopes.get(env, env.value)
 
     # --- reading -------------------------------------------------------------------------
 
     async def get(self, flag: str, env: Environment) -> FlagState | None:
         entity = await self._flag(flag)
-        return None if entity is None else _read(entity, self._scopes[env])
+        return None if entity is None else _read(entity, self._scope(env))
 
     async def list(self, env: Environment, pattern: str | None) -> list[tuple[str, FlagState]]:
         gl = self.client.gl
@@ -103,7 +106,7 @@ class GitLabProjectFlags:
             name = str(entity.get("name"))
             if pattern is not None and not fnmatch.fnmatchcase(name, pattern):
                 continue
-            state = _read(entity, self._scopes[env])
+            state = _read(entity, self._scope(env))
             if state is not None:
                 found.append((name, state))
         return found
@@ -112,7 +115,7 @@ class GitLabProjectFlags:
 
     async def put(self, flag: str, env: Environment, state: FlagState) -> FlagState:
         wanted = _normalized(state)
-        scope = self._scopes[env]
+        scope = self._scope(env)
         specs = _strategies(flag, wanted)  # Refused here, before anything is sent
         entity = await self._flag(flag)
         if entity is None:
@@ -146,7 +149,7 @@ class GitLabProjectFlags:
         return confirmed
 
     async def delete(self, flag: str, env: Environment) -> None:
-        scope = self._scopes[env]
+        scope = self._scope(env)
         entity = await self._flag(flag)
         if entity is None or _read(entity, scope) is None:
             return  # nothing of this environment's (quiet, like a missing flag)

@@ -68,7 +68,9 @@ from marvin.flags import HUNDRED, OFF, ZERO, Environment, FlagState, fmt_percent
 
 SERVICE = "Unleash"
 TOKEN_ENV = "UNLEASH_ADMIN_TOKEN"  # noqa: S105 (the name of the variable)
-DEFAULT_ENVIRONMENTS = {"staging": "development", "production": "production"}
+# Open-source Unleash has development and production: staging is the first. Any other
+# environment is Unleash's of the same name unless mapped.
+DEFAULT_ENVIRONMENTS = {"staging": "development"}
 TITLE = "Marvin: "
 LIST_CONCURRENCY = 8
 
@@ -99,13 +101,16 @@ class UnleashFlags:
         self.project = project
         self.timeout = timeout
         self.label = f"Unleash ({self.url})"
-        mapping = {**DEFAULT_ENVIRONMENTS, **dict(environments or {})}
-        self._environments = {env: mapping[env.value] for env in Environment}
+        self._environments = {**DEFAULT_ENVIRONMENTS, **dict(environments or {})}
         self._headers = {"Accept": "application/json"}
         if token:
             self._headers["Authorization"] = token
         self._session: aiohttp.ClientSession | None = None
         self._usable: set[str] | None = None  # the project's environments, once asked
+
+    def _named(self, env: Environment) -> str:
+        """`env`'s environment in Unleash."""
+        return self._environments.get(env, env.value)
 
     def __repr__(self) -> str:  # no token in here
         return f"UnleashFlags({self.url!r}, project={self.project!r})"
@@ -127,7 +132,7 @@ class UnleashFlags:
         call = _Calls(self)
         await self._check(call, env)
         answer = await call("GET", self._features())
-        here = self._environments[env]
+        here = self._named(env)
         names = sorted(
             str(f.get("name"))
             for f in (answer or {}).get("features") or []
@@ -151,7 +156,7 @@ class UnleashFlags:
     async def put(self, flag: str, env: Environment, state: FlagState) -> FlagState:
         wanted = _normalized(state)
         target = _strategies(flag, wanted)  # Refused here, before anything is sent
-        here = self._environments[env]
+        here = self._named(env)
         call = _Calls(self)
         await self._check(call, env)
         feature = await self._feature(call, flag) or await self._create(call, flag)
@@ -183,7 +188,7 @@ class UnleashFlags:
         return confirmed
 
     async def delete(self, flag: str, env: Environment) -> None:
-        here = self._environments[env]
+        here = self._named(env)
         call = _Calls(self)
         await self._check(call, env)
         feature = await self._feature(call, flag)
@@ -221,7 +226,7 @@ class UnleashFlags:
         return f"{self._features(flag)}/environments/{env}/{'on' if on else 'off'}"
 
     def _environment(self, feature: Json, env: Environment) -> Json:
-        here = self._environments[env]
+        here = self._named(env)
         for environment in feature.get("environments") or []:
             if environment.get("name") == here:
                 return dict(environment)
@@ -247,7 +252,7 @@ class UnleashFlags:
                 for e in (answer or {}).get("environments") or []
                 if e.get("enabled") and e.get("visible", True)
             }
-        here = self._environments[env]
+        here = self._named(env)
         if here not in self._usable:
             raise NotFound(
                 SERVICE,

@@ -19,6 +19,8 @@ from marvin.commands import (
     incident,
 )
 from marvin.commands.base import ProductionChange
+from marvin.environments import DEFAULT as DEFAULT_ENVIRONMENTS
+from marvin.environments import Environments
 from marvin.policies.base import Policy
 from marvin.spec import Registry
 
@@ -52,11 +54,14 @@ def check(registry: Registry, policies: Iterable[Policy]) -> None:
         raise RegistryError(problems)
 
 
-def build_registry(policies: Iterable[Policy]) -> Registry:
+def build_registry(
+    policies: Iterable[Policy], environments: Environments = DEFAULT_ENVIRONMENTS
+) -> Registry:
     """Every command, checked: a production change some mandatory policy can't judge is a
-    `RegistryError` here, before the bot starts."""
-    registry = Registry()
-    registry.add("feature flags per environment", feature.SPECS)
+    `RegistryError` here, before the bot starts. `environments` are the flag environments,
+    each an option of the `feature` commands."""
+    registry = Registry(environments=environments)
+    registry.add("feature flags per environment", feature.specs(environments))
     registry.add("who you are to Marvin", account.SPECS[:1])
     registry.add("whether you're around to watch your changes", account.SPECS[1:])
     registry.add("go ahead with a change Marvin asked you to confirm", confirm.SPECS)

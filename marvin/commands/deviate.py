@@ -11,16 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin import deviations
 from marvin.commands.base import Change, Context, Handler, Outcome, Plan
+from marvin.commands.on_environment import OnEnvironment, environment_opts
+from marvin.environments import Environments
 from marvin.flags import HUNDRED, fmt_percent, parse_value, validate_flag_name
-from marvin.spec import Arg, CommandModel, CommandSpec, Needs, Opt
+from marvin.spec import Arg, CommandSpec, Needs
 
 
-class FeatureDeviate(CommandModel):
+class FeatureDeviate(OnEnvironment):
     name: str
     value: str
     why: str = Field(min_length=10, max_length=5000)
-    staging: bool = False
-    production: bool = False
+    _many_environments = True
 
     @field_validator("name")
     @classmethod
@@ -51,11 +52,6 @@ class FeatureDeviate(CommandModel):
     def shown_value(self) -> str:
         return "true" if isinstance(parse_value(self.value), bool) else fmt_percent(self.exposure)
 
-    @property
-    def environments(self) -> list[str]:
-        named = (("staging", self.staging), ("production", self.production))
-        return [env for env, on in named if on] or ["production"]
-
 
 @dataclass(frozen=True)
 class DeviationPlan(Change):
@@ -73,7 +69,7 @@ class DeviateHandler(Handler[FeatureDeviate]):
     async def plan(self, cmd: FeatureDeviate, ctx: Context) -> Plan:
         return DeviationPlan(
             flag=cmd.name,
-            environments=tuple(cmd.environments),
+            environments=tuple(env.value for env in cmd.environments),
             exposure=cmd.exposure,
             value=cmd.shown_value,
             why=cmd.why,
@@ -115,22 +111,20 @@ class DeviateHandler(Handler[FeatureDeviate]):
         )
 
 
-SPEC = CommandSpec(
-    "feature",
-    "deviate",
-    "Ask for leave to go past the flag rules; Marvin opens the deviation issue to approve.",
-    FeatureDeviate,
-    DeviateHandler(),
-    (
-        Arg("name", "the flag's name"),
-        Arg("value", "the most it may be set to: true or a percentage of actors"),
-        Arg("why", "why the rules don't fit this time (for whoever approves)", rest=True),
-    ),
-    (
-        Opt("staging", "for staging"),
-        Opt("production", "for production (the default; both may be named)"),
-    ),
-    needs=Needs("grant", "feature_flags"),
-    plans=(DeviationPlan,),
-    examples=('feature deviate new_nav 50 "a launch on Monday needs half of the users"',),
-)
+def spec(environments: Environments) -> CommandSpec:
+    return CommandSpec(
+        "feature",
+        "deviate",
+        "Ask for leave to go past the flag rules; Marvin opens the deviation issue to approve.",
+        FeatureDeviate,
+        DeviateHandler(),
+        (
+            Arg("name", "the flag's name"),
+            Arg("value", "the most it may be set to: true or a percentage of actors"),
+            Arg("why", "why the rules don't fit this time (for whoever approves)", rest=True),
+        ),
+        environment_opts(environments, what="for"),
+        needs=Needs("grant", "feature_flags"),
+        plans=(DeviationPlan,),
+        examples=('feature deviate new_nav 50 "a launch on Monday needs half of the users"',),
+    )

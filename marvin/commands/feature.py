@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy import select
@@ -30,8 +30,11 @@ from marvin.commands.base import (
     Overtaken,
     Plan,
 )
-from marvin.commands.plans import FlagPlan
+from marvin.commands.on_environment import OnEnvironment, environment_opts
+from marvin.commands.plans import FlagPlan, Neighbour
 from marvin.deviations import DeviationFact
+from marvin.environments import DEFAULT as DEFAULT_ENVIRONMENTS
+from marvin.environments import Environments
 from marvin.facts import Known, Unknown, fetch
 from marvin.flags import (
     OFF,
@@ -53,37 +56,8 @@ T = TypeVar("T")
 GATE_KINDS = ("user", "project", "group", "namespace", "feature_group")
 _PATTERN = re.compile(r"^[a-z0-9_*?]{1,64}$")
 
-ENV_OPTS = (
-    Opt("staging", "on staging"),
-    Opt("production", "on production (the default)"),
-)
 
-
-class _OnEnvironment(CommandModel):
-    staging: bool = False
-    production: bool = False
-    # Whether `--staging --production` together is understood (GitLab's ChatOps takes both):
-    # a change then runs once per environment, staging first (the pipeline splits it).
-    _many_environments: ClassVar[bool] = False
-
-    @model_validator(mode="after")
-    def _one_environment(self) -> _OnEnvironment:
-        if self.in_both and not self._many_environments:
-            raise ValueError("choose one of --staging or --production")
-        return self
-
-    @property
-    def in_both(self) -> bool:
-        return self.staging and self.production
-
-    @property
-    def environment(self) -> Environment:
-        if self.in_both:
-            raise RuntimeError("a change named for both environments runs once for each")
-        return Environment.staging if self.staging else Environment.production
-
-
-class _Named(_OnEnvironment):
+class _Named(OnEnvironment):
     name: str
 
     @field_validator("name")
@@ -93,17 +67,12 @@ class _Named(_OnEnvironment):
 
 
 class FeatureGet(_Named):
+    # The environments named, or all of them: GitLab's ChatOps shows every one.
     _many_environments = True
-
-    @property
-    def environments(self) -> list[Environment]:
-        """The environment named, or all of them: GitLab's ChatOps shows every one."""
-        if self.staging != self.production:
-            return [self.environment]
-        return list(Environment)
+    _all_when_none = True
 
 
-class FeatureList(_OnEnvironment):
+class FeatureList(OnEnvironment):
     pattern: str | None = None
     match: str | None = Field(None, min_length=1, max_length=64)
     enabled: bool = False
@@ -213,45 +182,52 @@ async def _gather(
     override_reason: str | None = None,
 ) -> FlagPlan | Done:
     """Every fact the policies judge a change of the flag by; no transaction stays open."""
-    backend, theirs_backend = ctx.services.flags(env), ctx.services.flags(env.other)
-    mine_state: FlagState | None = None
-    their_state: FlagState | None = None
+    related = ctx.services.environments.related(env)
+    envs = [env, *related]
+    backends = {e: ctx.services.flags(e) for e in envs}
+    embedded: dict[Environment, FlagState | None] = {}
     async with ctx.read() as session:
         ledger = await read_ledger(session, name)
         # An embedded store is read in the same short read as the ledger.
-        if isinstance(backend, Embedded):
-            mine_state = await backend.get_in(session, name, env)
-        if isinstance(theirs_backend, Embedded):
-            their_state = await theirs_backend.get_in(session, name, env.other)
+        for e, backend in backends.items():
+            if isinstance(backend, Embedded):
+                embedded[e] = await backend.get_in(session, name, e)
     # What lives outside is asked after the read, all at once.
-    before, other, deviation = await asyncio.gather(
-        _ready(Known(mine_state))
-        if isinstance(backend, Embedded)
-        else fetch(backend.get(name, env)),
-        _ready(Known(their_state))
-        if isinstance(theirs_backend, Embedded)
-        else fetch(theirs_backend.get(name, env.other)),
+    states, deviation = await asyncio.gather(
+        asyncio.gather(
+            *(
+                _ready(Known(embedded[e])) if e in embedded else fetch(backends[e].get(name, e))
+                for e in envs
+            )
+        ),
         fetch(_deviation(ctx, issue_ref)) if issue_ref else _ready(None),
     )
-    for state in (before, other):
+    known: list[FlagState | None] = []
+    for state in states:
         if isinstance(state, Unknown):
             return Done(
                 f"I couldn't read `{name}`: {state.shown()}. Nothing was changed.", False, "error"
             )
-    assert isinstance(before, Known) and isinstance(other, Known)
-    mine, theirs = ledger.get(env), ledger.get(env.other)
+        assert isinstance(state, Known)
+        known.append(state.value)
+    before, *theirs = known
+    mine = ledger.get(env)
+    ahead = ctx.services.environments.follows(env)
+    neighbours = tuple(
+        Neighbour(e, state, ledger[e].version if e in ledger else 0, followed=e == ahead)
+        for e, state in zip(related, theirs, strict=True)
+    )
     return FlagPlan(
         flag=name,
         env=env,
         action=action,
-        before=before.value,
-        after=after(before.value),
-        other=other.value,
+        before=before,
+        after=after(before),
         exposed_since=mine.exposed_since if mine else None,
         version=mine.version if mine else 0,
-        other_version=theirs.version if theirs else 0,
-        backend=backend.name,
-        remote=not isinstance(backend, Embedded),
+        neighbours=neighbours,
+        backend=backends[env].name,
+        remote=env not in embedded,
         of_time=of_time,
         issue_ref=issue_ref,
         deviation=deviation,
@@ -284,8 +260,8 @@ class _FlagChange(Handler[Any]):
 
     async def reserve(self, plan: Change, session: AsyncSession, ctx: Context) -> None:
         assert isinstance(plan, FlagPlan)
-        rows = await lock_flag(session, plan.flag)
-        mine, theirs = rows[plan.env], rows[plan.env.other]
+        rows = await lock_flag(session, plan.flag, [plan.env, *(n.env for n in plan.neighbours)])
+        mine = rows[plan.env]
         inv = ctx.invocation
         if inv.redelivered and mine.updated_at and as_utc(mine.updated_at) > inv.received_at:
             changed = spoken(mine.updated_at, ctx.now)
@@ -294,8 +270,10 @@ class _FlagChange(Handler[Any]):
                 f"was changed since you asked (at {changed}), so I didn't do it: that could "
                 "undo the later change. Look at its state and ask again if it's still needed."
             )
-        # The other environment counts too: consistency was judged on its state.
-        if mine.version != plan.version or theirs.version != plan.other_version:
+        # The neighbouring environments count too: consistency was judged on their state.
+        if mine.version != plan.version or any(
+            rows[n.env].version != n.version for n in plan.neighbours
+        ):
             raise Moved
         mine.version += 1
 
@@ -635,7 +613,7 @@ class WatchHandler(Handler[FeatureWatch]):
                 .order_by(Watch.ends_at)
             )
             if cmd.name is not None:
-                subjects = [f"feature {cmd.name} ({env.value})" for env in Environment]
+                subjects = [f"feature {cmd.name} ({env})" for env in ctx.services.environments]
                 query = query.where(Watch.subject.in_(subjects))
             rows = list((await session.execute(query)).all())
         which = f" `{cmd.name}`" if cmd.name else " any flag"
@@ -657,100 +635,113 @@ _OVERRIDE = Opt(
     "reason",
 )
 
-SPECS = (
-    CommandSpec(
-        "feature",
-        "get",
-        "Show a flag's state.",
-        FeatureGet,
-        GetHandler(),
-        (_NAME,),
-        ENV_OPTS,
-        examples=("feature get new_navigation", "feature get new_navigation --staging"),
-    ),
-    CommandSpec(
-        "feature",
-        "list",
-        "List flags, optionally matching a pattern.",
-        FeatureList,
-        ListHandler(),
-        (Arg("pattern", "e.g. ci_*", required=False),),
-        (
-            Opt("match", "only flags whose name contains this", "text"),
-            Opt("enabled", "only flags that are on for someone"),
-            *ENV_OPTS,
+
+def specs(environments: Environments = DEFAULT_ENVIRONMENTS) -> tuple[CommandSpec, ...]:
+    """The `feature` commands, with an option for each configured environment."""
+    on = environment_opts(environments)
+    return (
+        CommandSpec(
+            "feature",
+            "get",
+            "Show a flag's state.",
+            FeatureGet,
+            GetHandler(),
+            (_NAME,),
+            environment_opts(environments, default=False),  # none named: every one
+            examples=("feature get new_navigation", "feature get new_navigation --staging"),
         ),
-    ),
-    CommandSpec(
-        "feature",
-        "set",
-        "Change a flag: true, false, or a percentage of actors (at most 1% at first).",
-        FeatureSet,
-        SetHandler(),
-        (_NAME, Arg("value", "true, false, or a percentage 0-100 (e.g. 1, 0.5, 25%)")),
-        (
-            Opt("actors", "the percentage is of actors; each keeps their answer (normal)"),
-            Opt("random", "the percentage is of time (discouraged; often disabled)"),
-            Opt("user", "only these GitLab users (comma-separated)", "users"),
-            Opt("project", "only these projects, e.g. gitlab-org/gitlab", "projects"),
-            Opt("group", "only these groups, e.g. gitlab-org", "groups"),
-            Opt("namespace", "only these namespaces (groups or users)", "namespaces"),
-            Opt("feature-group", "only these feature groups, e.g. gitlab_team_members", "names"),
-            Opt("issue", "an approved deviation issue (#12, group/project#12 or its URL)", "ref"),
-            Opt("rollout-issue", "the flag's rollout issue: it gets a note of the change", "ref"),
-            _OVERRIDE,
-            Opt(
-                "ignore-feature-flag-consistency-check",
-                "let production differ from staging (production engineers; logged)",
+        CommandSpec(
+            "feature",
+            "list",
+            "List flags, optionally matching a pattern.",
+            FeatureList,
+            ListHandler(),
+            (Arg("pattern", "e.g. ci_*", required=False),),
+            (
+                Opt("match", "only flags whose name contains this", "text"),
+                Opt("enabled", "only flags that are on for someone"),
+                *on,
             ),
-            *ENV_OPTS,
         ),
-        production_change=True,
-        needs=Needs("grant", "feature_flags"),
-        plans=(FlagPlan,),
-        examples=("feature set new_navigation 1 --actors", "feature set new_nav true --staging"),
-    ),
-    deviate.SPEC,
-    CommandSpec(
-        "feature",
-        "delete",
-        "Delete a flag (production engineers).",
-        FeatureDelete,
-        DeleteHandler(),
-        (_NAME,),
-        (_OVERRIDE, *ENV_OPTS),
-        production_change=True,
-        needs=Needs("role", "production"),
-        plans=(FlagPlan,),
-    ),
-    CommandSpec(
-        "feature",
-        "rollback",
-        "Put a flag back to its state before its last change (lowering needs no one else).",
-        FeatureRollback,
-        RollbackHandler(),
-        (_NAME,),
-        ENV_OPTS,
-        production_change=True,
-        needs=Needs("grant", "feature_flags"),
-        plans=(FlagPlan,),
-        examples=("feature rollback new_navigation",),
-    ),
-    CommandSpec(
-        "feature",
-        "watch",
-        "Who watches which flag, until when.",
-        FeatureWatch,
-        WatchHandler(),
-        (Arg("name", "only this flag", required=False),),
-    ),
-    CommandSpec(
-        "feature",
-        "history",
-        "Show who changed a flag, when, and why.",
-        FeatureHistory,
-        HistoryHandler(),
-        (_NAME,),
-        (Opt("limit", "how many changes (1-100)", "n"), *ENV_OPTS),
-    ),
-)
+        CommandSpec(
+            "feature",
+            "set",
+            "Change a flag: true, false, or a percentage of actors (at most 1% at first).",
+            FeatureSet,
+            SetHandler(),
+            (_NAME, Arg("value", "true, false, or a percentage 0-100 (e.g. 1, 0.5, 25%)")),
+            (
+                Opt("actors", "the percentage is of actors; each keeps their answer (normal)"),
+                Opt("random", "the percentage is of time (discouraged; often disabled)"),
+                Opt("user", "only these GitLab users (comma-separated)", "users"),
+                Opt("project", "only these projects, e.g. gitlab-org/gitlab", "projects"),
+                Opt("group", "only these groups, e.g. gitlab-org", "groups"),
+                Opt("namespace", "only these namespaces (groups or users)", "namespaces"),
+                Opt(
+                    "feature-group", "only these feature groups, e.g. gitlab_team_members", "names"
+                ),
+                Opt(
+                    "issue", "an approved deviation issue (#12, group/project#12 or its URL)", "ref"
+                ),
+                Opt(
+                    "rollout-issue", "the flag's rollout issue: it gets a note of the change", "ref"
+                ),
+                _OVERRIDE,
+                Opt(
+                    "ignore-feature-flag-consistency-check",
+                    "let production differ from staging (production engineers; logged)",
+                ),
+                *on,
+            ),
+            production_change=True,
+            needs=Needs("grant", "feature_flags"),
+            plans=(FlagPlan,),
+            examples=(
+                "feature set new_navigation 1 --actors",
+                "feature set new_nav true --staging",
+            ),
+        ),
+        deviate.spec(environments),
+        CommandSpec(
+            "feature",
+            "delete",
+            "Delete a flag (production engineers).",
+            FeatureDelete,
+            DeleteHandler(),
+            (_NAME,),
+            (_OVERRIDE, *on),
+            production_change=True,
+            needs=Needs("role", "production"),
+            plans=(FlagPlan,),
+        ),
+        CommandSpec(
+            "feature",
+            "rollback",
+            "Put a flag back to its state before its last change (lowering needs no one else).",
+            FeatureRollback,
+            RollbackHandler(),
+            (_NAME,),
+            on,
+            production_change=True,
+            needs=Needs("grant", "feature_flags"),
+            plans=(FlagPlan,),
+            examples=("feature rollback new_navigation",),
+        ),
+        CommandSpec(
+            "feature",
+            "watch",
+            "Who watches which flag, until when.",
+            FeatureWatch,
+            WatchHandler(),
+            (Arg("name", "only this flag", required=False),),
+        ),
+        CommandSpec(
+            "feature",
+            "history",
+            "Show who changed a flag, when, and why.",
+            FeatureHistory,
+            HistoryHandler(),
+            (_NAME,),
+            (Opt("limit", "how many changes (1-100)", "n"), *on),
+        ),
+    )

@@ -14,17 +14,31 @@ from marvin.flags import ZERO, Environment, FlagState
 
 
 @dataclass(frozen=True)
+class Neighbour:
+    """The same flag in an environment the change is judged against for consistency."""
+
+    env: Environment
+    state: FlagState | None
+    version: int  # its ledger version when judged: reserving re-checks it
+    # True: the changed environment follows this one (must not run ahead of it); False:
+    # this one follows the changed environment.
+    followed: bool
+
+    def is_on(self) -> bool:
+        return self.state is not None and self.state.is_on()
+
+
+@dataclass(frozen=True)
 class FlagPlan(ProductionChange):
     flag: str
     env: Environment
     action: Literal["set", "delete"]
     before: FlagState | None
     after: FlagState | None  # None: the flag is deleted
-    other: FlagState | None  # the same flag in the other environment
     exposed_since: datetime | None
-    # The ledger versions the plan was decided on: reserving re-checks them.
+    # The ledger version the plan was decided on: reserving re-checks it.
     version: int = 0
-    other_version: int = 0
+    neighbours: tuple[Neighbour, ...] = ()
     backend: str = "local"
     remote: bool = False
     of_time: bool = False
@@ -95,7 +109,6 @@ class FlagPlan(ProductionChange):
             action=intent["action"],
             before=state(intent["before"]),
             after=state(intent["after"]),
-            other=None,
             exposed_since=None,
             backend=intent["backend"],
             remote=True,

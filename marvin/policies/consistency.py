@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from marvin.commands.base import Change
 from marvin.commands.plans import FlagPlan
-from marvin.flags import Environment
 from marvin.policies.base import Decision, Request
 
 
 class ConsistencyPolicy:
-    """Production never runs ahead of staging."""
+    """No environment runs a feature ahead of the one it follows (production, staging)."""
 
     name = "consistency"
     mandatory = False
@@ -17,20 +16,25 @@ class ConsistencyPolicy:
         plan = req.plan
         assert isinstance(plan, FlagPlan)
         if plan.skip_consistency:
-            return Decision.allow(note="Consistency with staging ignored, as asked")
-        other_on = plan.other is not None and plan.other.is_on()
-        # Raising production needs staging on; lowering production is always fine.
-        if plan.env is Environment.production and not plan.lowers() and not other_on:
-            return Decision.deny(
-                f"`{plan.flag}` is off in staging. Turn it on there first "
-                f"(`feature set {plan.flag} ... --staging`): production must not run a "
-                "feature staging hasn't."
+            followed = [n.env.value for n in plan.neighbours if n.followed]
+            return Decision.allow(
+                note=f"Consistency with {followed[0] if followed else 'other environments'} "
+                "ignored, as asked"
             )
-        # Turning staging off (a lowering) is exactly what must wait for production.
+        # Raising needs the followed environment on; lowering is always fine.
+        for ahead in (n for n in plan.neighbours if n.followed):
+            if not plan.lowers() and not ahead.is_on():
+                return Decision.deny(
+                    f"`{plan.flag}` is off in {ahead.env.value}. Turn it on there first "
+                    f"(`feature set {plan.flag} ... --{ahead.env.value}`): {plan.env.value} "
+                    f"must not run a feature {ahead.env.value} hasn't."
+                )
+        # Turning off where others follow (a lowering) is exactly what must wait for them.
         after_on = plan.after is not None and plan.after.is_on()
-        if plan.env is Environment.staging and not after_on and other_on:
-            return Decision.deny(
-                f"`{plan.flag}` is on in production. Turn it off there first, so staging "
-                "keeps testing what production runs."
-            )
+        for behind in (n for n in plan.neighbours if not n.followed):
+            if not after_on and behind.is_on():
+                return Decision.deny(
+                    f"`{plan.flag}` is on in {behind.env.value}. Turn it off there first, so "
+                    f"{plan.env.value} keeps testing what {behind.env.value} runs."
+                )
         return Decision.allow()

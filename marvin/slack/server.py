@@ -303,7 +303,9 @@ def build_web_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_page)
     # Applications evaluate the embedded flags here (OpenFeature's remote protocol).
-    add_ofrep_routes(app, store, transport.pipeline.services.clock, tokens_from_env())
+    services = transport.pipeline.services
+    tokens = tokens_from_env(environments=services.settings.flags.environment_set)
+    add_ofrep_routes(app, store, services.clock, tokens)
     # The deploy calendar, for people's own calendars (MARVIN_CALENDAR_TOKEN; unset: off).
     add_calendar_routes(app, transport.pipeline.services, calendar_token())
     return app

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -219,20 +219,24 @@ async def read_ledger(session: AsyncSession, name: str) -> dict[Environment, Led
     return {Environment(r.environment): LedgerEntry(r.version, r.exposed_since) for r in rows}
 
 
-async def lock_flag(session: AsyncSession, name: str) -> dict[Environment, FlagLedger]:
-    """Hold the flag's ledger rows (both environments) until the transaction ends.
+async def lock_flag(
+    session: AsyncSession, name: str, envs: Iterable[Environment]
+) -> dict[Environment, FlagLedger]:
+    """Hold the flag's ledger rows in `envs` (the one changed and those it is judged
+    against) until the transaction ends.
 
     The rows are created first if missing (at version 0), so a brand-new flag is reserved as
     firmly as an old one; a rolled-back change takes its new rows with it. Environments are
     locked in one fixed order so two changes never deadlock.
     """
-    rows = [{"name": name, "environment": env.value, "version": 0} for env in Environment]
+    names = sorted({env.value for env in envs})
+    rows = [{"name": name, "environment": env, "version": 0} for env in names]
     await session.execute(
         insert_ignoring_conflicts(session, FlagLedger).values(rows).on_conflict_do_nothing()
     )
     result = await session.scalars(
         select(FlagLedger)
-        .where(FlagLedger.name == name)
+        .where(FlagLedger.name == name, FlagLedger.environment.in_(names))
         .order_by(FlagLedger.environment)
         .with_for_update()
     )
