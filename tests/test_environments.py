@@ -210,3 +210,29 @@ def test_ofrep_tokens_for_configured_environments() -> None:
     given = {"MARVIN_OFREP_TOKEN_STAGING_REF": "s3cret", "MARVIN_OFREP_TOKEN_STAGING": "x"}
     tokens = tokens_from_env(given, environments=envs)
     assert {env: t.get_secret_value() for env, t in tokens.items()} == {"staging-ref": "s3cret"}
+
+
+async def test_a_renamed_production_is_still_locked_by_an_incident(
+    bot_factory: Callable[..., Bot],
+) -> None:
+    bot = bot_factory(
+        flags={
+            "environments": ["dev", {"prod": {"follows": "dev"}}],
+            "default_environment": "prod",
+            "ceiling_environments": ["prod"],
+            "flagd_environment": "prod",
+        }
+    )
+    assert (await bot.say("alice", "feature set new_nav true --dev")).ok
+    await bot.open_incident(1)
+    refused = await bot.say("alice", "feature set new_nav 1 --actors")
+    assert refused.denied_by == "change_lock", refused.text
+    assert "Changes to prod are locked" in refused.text
+    # The ceiling applies there too.
+    assert (await bot.say("alice", "feature set new_nav true --dev")).text.endswith(
+        "nothing changed."
+    )
+    over = await bot.say(
+        "alice", 'feature set new_nav true --ignore-production-check "a test of the ceiling"'
+    )
+    assert over.denied_by == "ceiling", over.text

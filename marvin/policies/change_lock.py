@@ -22,7 +22,9 @@ class ChangeLockPolicy:
         settings = req.settings.change_lock
         now = req.now
         locks: list[str] = []
-        if impact.environment == "production":
+        # Incidents and changes lock production, and every flag environment the ceiling
+        # applies in (where real traffic is: a renamed production among them).
+        if impact.environment in ("production", *req.settings.flags.ceiling_environments):
             locks += [
                 f"incident {i.ref} (S{i.severity}) “{i.title}” is open"
                 for i in req.facts.incidents
