@@ -59,22 +59,6 @@ class Environments:
     def __iter__(self) -> Iterator[Environment]:
         return iter(self.names)
 
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.names
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Environments) and (self.names, self.default, self._follows) == (
-            other.names,
-            other.default,
-            other._follows,
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.names, self.default))
-
     def __repr__(self) -> str:
         return f"Environments({list(self.names)}, default={self.default!r})"
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import annotated_types
 from pydantic import ValidationError
@@ -58,6 +59,9 @@ class Token:
     # The word began with a quote: a literal, never a command name or an option. A quote
     # after `--opt=` only groups the value; the token is still that option.
     quoted: bool = False
+    # Where it stands in the text typed: [start, end).
+    start: int = field(default=0, compare=False)
+    end: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ def tokenize(text: str, max_chars: int = 4000) -> list[Token]:
             continue
         buf: list[str] = []
         quoted = False
+        start = i
         dash = _long_dash(text, i)
         if dash:
             buf.extend("--")
@@ -128,8 +133,21 @@ def tokenize(text: str, max_chars: int = 4000) -> list[Token]:
                 continue
             buf.append(ch)
             i += 1
-        tokens.append(Token("".join(buf), quoted))
+        tokens.append(Token("".join(buf), quoted, start, i))
     return tokens
+
+
+def without_options(text: str, names: Iterable[str]) -> str:
+    """`text` with the switches `--<name>` taken out where they are options, never from
+    inside a quoted value; the rest exactly as typed."""
+    wanted = {f"--{name}" for name in names}
+    cut = [t for t in tokenize(text, len(text)) if not t.quoted and t.text.lower() in wanted]
+    kept, at = [], 0
+    for token in cut:
+        kept.append(text[at : token.start].rstrip())  # with the space that set it apart
+        at = token.end
+    kept.append(text[at:])
+    return "".join(kept).strip()
 
 
 def _short(word: str, limit: int = 40) -> str:

@@ -21,7 +21,6 @@ chat the invocation came from.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -49,9 +48,10 @@ from marvin.commands.base import (
     Rerun,
 )
 from marvin.commands.confirm import AlreadySpent, spend
+from marvin.commands.on_environment import OnEnvironment
 from marvin.facts import gather as gather_facts
 from marvin.flags import Environment
-from marvin.grammar import Parsed, UsageError, parse
+from marvin.grammar import Parsed, UsageError, parse, without_options
 from marvin.models import (
     Announcement,
     ApprovalRequest,
@@ -130,9 +130,11 @@ class Pipeline:
                 text=f"I don't know who {who} is in GitLab: name them by their GitLab username.",
                 command=parsed.spec.name,
             )
-        if parsed.spec.production_change and getattr(parsed.command, "many", False):
-            named = parsed.command.environments  # type: ignore[attr-defined]
-            return await self._in_each_environment(inv, welcome, named, _lowers(parsed.command))
+        command = parsed.command
+        if parsed.spec.production_change and isinstance(command, OnEnvironment) and command.many:
+            return await self._in_each_environment(
+                inv, welcome, command.environments, command.lowers
+            )
         log.info("command.parsed", command=parsed.spec.name)
         denied = self._gate(parsed, caller, inv)
         if denied is not None:
@@ -609,18 +611,10 @@ class Pipeline:
             log.exception("audit.failed")
 
 
-def _lowers(command: object) -> bool:
-    """Whether a change turns a flag off or removes it (the kill switch's direction)."""
-    value = str(getattr(command, "value", "")).strip().lower().rstrip("%")
-    return not hasattr(command, "value") or value in ("false", "off", "0", "0.0")
-
-
 def only_environment(text: str, envs: str | Sequence[str], environments: Iterable[str]) -> str:
     """The command as typed, naming `envs` (one, or several) alone."""
-    names = "|".join(re.escape(name) for name in sorted(environments, key=len, reverse=True))
-    option = re.compile(rf"(?<!\S)(?:--|[\u2013\u2014]-?)(?:{names})(?!\S)", re.IGNORECASE)
     wanted = [envs] if isinstance(envs, str) else list(envs)
-    return " ".join([option.sub("", text).strip(), *(f"--{env}" for env in wanted)])
+    return " ".join([without_options(text, environments), *(f"--{env}" for env in wanted)])
 
 
 def _and(names: Sequence[str]) -> str:

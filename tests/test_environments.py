@@ -14,7 +14,7 @@ from marvin.config import ConfigError, load_settings
 from marvin.environments import DEFAULT, RESERVED, Environments, environment_problems
 from marvin.flags import Environment
 from marvin.ofrep import tokens_from_env
-from marvin.store.tables import AuditRecord, LocalFlag
+from marvin.store.tables import AuditRecord, FlagChange, LocalFlag
 from marvin.wiring import registry
 from tests.harness import Bot
 
@@ -236,3 +236,22 @@ async def test_a_renamed_production_is_still_locked_by_an_incident(
         "alice", 'feature set new_nav true --ignore-production-check "a test of the ceiling"'
     )
     assert over.denied_by == "ceiling", over.text
+
+
+async def test_any_spelling_of_zero_turns_off_followers_first(bot: Bot) -> None:
+    assert (await bot.say("alice", "feature set new_nav 1 --actors --staging --production")).ok
+    reply = await bot.say("alice", "feature set new_nav 0.00 --actors --staging --production")
+    assert reply.ok, reply.text
+    first, second = reply.text.splitlines()[-2:]
+    assert first.startswith("`new_nav` in production is now off")
+    assert second.startswith("`new_nav` in staging is now off")
+
+
+async def test_each_part_keeps_a_quoted_value_as_typed(bot: Bot) -> None:
+    assert (await bot.say("alice", "feature set new_nav 1 --actors --staging --production")).ok
+    await bot.open_incident(1)
+    reason = "checked on --staging and --production dashboards"
+    both = "feature set new_nav 2 --actors --staging --production"
+    reply = await bot.say("alice", f'{both} --ignore-production-check "{reason}"')
+    overrides = [r.override_reason for r in await bot.rows(FlagChange) if r.override_reason]
+    assert overrides and set(overrides) == {reason}, reply.text

@@ -147,6 +147,10 @@ class FeatureSet(_Named):
                 _gates(kind, raw)
         return self
 
+    @property
+    def lowers(self) -> bool:
+        return not parse_value(self.value)  # false, 0, 0.00, 0%
+
     def request(self, users: tuple[str, ...]) -> SetRequest:
         gates = [f"user:{u}" for u in users]
         for kind in GATE_KINDS[1:]:

@@ -63,6 +63,12 @@ class OnEnvironment(CommandModel):
         return values
 
     @property
+    def lowers(self) -> bool:
+        """Whether the change only turns off, removes or undoes: several environments then
+        go followers first. A command that sets a value says for itself."""
+        return True
+
+    @property
     def many(self) -> bool:
         return len(self.environments) > 1
 
