@@ -149,19 +149,23 @@ class OutboxWorker:
         if not claimed:
             return 0
         in_flight = {c.id: c for c in claimed}
-        renewing = asyncio.create_task(self._renew(in_flight))
+        # Renewing and recording take turns: a renewal landing after a retry was recorded
+        # would replace its backoff with a fresh claim.
+        turns = asyncio.Lock()
+        renewing = asyncio.create_task(self._renew(in_flight, turns))
         delivered = 0
         try:
             for group in self._groups(claimed):
                 to_send, arrived, error = await self._look_first(group)
-                if arrived:
-                    delivered += await self._record(arrived, None)
                 if to_send and error is None:
                     error = await self._call(to_send)
-                if to_send:
-                    delivered += await self._record(to_send, error)
-                for item in group:
-                    in_flight.pop(item.id, None)
+                async with turns:
+                    for item in group:
+                        in_flight.pop(item.id, None)
+                    if arrived:
+                        delivered += await self._record(arrived, None)
+                    if to_send:
+                        delivered += await self._record(to_send, error)
         except asyncio.CancelledError:
             # Stopped mid-round: what is still claimed stays claimed (a crash looks the
             # same), unless a shutdown gives it back.
@@ -179,48 +183,34 @@ class OutboxWorker:
         have arrived; tried before, it is looked for before it is sent again."""
         claimed = [c for round_ in self._stopped_mid_round for c in round_.values()]
         self._stopped_mid_round.clear()
+        await self._due_at(claimed, self._clock.now())
+
+    async def _renew(self, in_flight: dict[int, _Claimed], turns: asyncio.Lock) -> None:
+        """Keep the claim of what is still in flight: a slow chat is not a dead worker."""
+        while True:
+            await asyncio.sleep(self.renew_every)
+            async with turns:
+                await self._due_at(list(in_flight.values()), self._clock.now() + LEASE)
+
+    async def _due_at(self, claimed: list[_Claimed], when: datetime) -> None:
+        """Move the claim of `claimed` to `when`, only while still ours (a claim taken over
+        has more attempts)."""
         if not claimed:
             return
         try:
             async with self._store.transaction(write=True) as session:
-                for item in claimed:
+                for attempts in {c.attempts for c in claimed}:
                     await session.execute(
                         update(OutboxMessage)
                         .where(
-                            OutboxMessage.id == item.id,
+                            OutboxMessage.id.in_([c.id for c in claimed if c.attempts == attempts]),
                             OutboxMessage.status == "pending",
-                            OutboxMessage.attempts == item.attempts,
+                            OutboxMessage.attempts == attempts,
                         )
-                        .values(next_attempt_at=self._clock.now())
+                        .values(next_attempt_at=when)
                     )
         except Exception:
-            log.warning("outbox.give_back_failed", ids=[c.id for c in claimed], exc_info=True)
-
-    async def _renew(self, in_flight: dict[int, _Claimed]) -> None:
-        """Keep the claim of what is still in flight: a slow chat is not a dead worker."""
-        while True:
-            await asyncio.sleep(self.renew_every)
-            mine = list(in_flight.values())
-            if not mine:
-                continue
-            until = self._clock.now() + LEASE
-            try:
-                async with self._store.transaction(write=True) as session:
-                    for attempts in {c.attempts for c in mine}:
-                        # Only while still ours: a claim taken over has more attempts.
-                        await session.execute(
-                            update(OutboxMessage)
-                            .where(
-                                OutboxMessage.id.in_(
-                                    [c.id for c in mine if c.attempts == attempts]
-                                ),
-                                OutboxMessage.status == "pending",
-                                OutboxMessage.attempts == attempts,
-                            )
-                            .values(next_attempt_at=until)
-                        )
-            except Exception:
-                log.warning("outbox.renew_failed", ids=[c.id for c in mine], exc_info=True)
+            log.warning("outbox.claim_not_moved", ids=[c.id for c in claimed], exc_info=True)
 
     async def _look_first(
         self, group: list[_Claimed]
