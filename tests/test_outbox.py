@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from marvin.clock import as_utc
 from marvin.outbox import ANNOUNCE, LEASE, DeliveryError, OutboxWorker, enqueue
 from marvin.store.tables import OutboxMessage
 from marvin.supervisor import Job, Leases, Supervisor
@@ -132,3 +133,21 @@ async def test_a_shutdown_gives_back_what_a_stopped_round_held(bot: Bot) -> None
     assert await again.deliver_due() == 1  # at once: not when the claim would have run out
     [row] = await bot.rows(OutboxMessage)
     assert row.status == "delivered" and row.attempts == 2
+
+
+async def test_a_renewal_never_replaces_a_retrys_backoff(bot: Bot) -> None:
+    await bot.say("alice", "feature set x true --staging")
+    sink = FlakySink([DeliveryError("rate limited", after=1)])
+    worker = OutboxWorker(bot.services.store, {ANNOUNCE: sink}, bot.clock)
+    worker.renew_every = 0.01
+    record = worker._record
+
+    async def record_then_linger(*args: Any) -> int:
+        recorded = await record(*args)
+        await asyncio.sleep(0.1)  # the renewal has its turns meanwhile
+        return recorded
+
+    worker._record = record_then_linger  # type: ignore[method-assign]
+    assert await worker.deliver_due() == 0
+    [row] = await bot.rows(OutboxMessage)
+    assert as_utc(row.next_attempt_at) == bot.clock.now() + timedelta(seconds=1)
