@@ -132,22 +132,22 @@ class SlackTransport:
         self._working: set[int] = set()
         self._turns: dict[str, asyncio.Lock] = {}
         self._identity: AuthorizeResult | None = None
-        # Bolt warns that the client's token "will be ignored" when `authorize` is given;
-        # it isn't (authorize returns that same token), and the warning alarms operators.
-        framework = logging.getLogger("slack_bolt.AsyncApp")
-        level = framework.level
-        framework.setLevel(logging.ERROR)
-        try:
-            self.app = self._bolt_app(client, signing_secret)
-        finally:
-            framework.setLevel(level)
+        self.app = self._bolt_app(client, signing_secret)
         self.app.command(settings.slack.command)(self._on_command)
-        self.app.event("app_mention")(self._on_mention)
-        self.app.event("message")(self._on_message)
+        for event, listener in self.events().items():
+            self.app.event(event)(listener)
         for action_id in BUTTON_COMMANDS:
             self.app.action(action_id)(self._on_button)
         self.app.view(DECLARE_CALLBACK)(self._on_declare_form)
-        self.app.event("reaction_added")(self._on_reaction)
+
+    def events(self) -> dict[str, Callable[..., Awaitable[None]]]:
+        """The Events API events Marvin listens for: each must be subscribed in the app
+        manifest (slack/manifest.yaml), or Slack never sends it."""
+        return {
+            "app_mention": self._on_mention,
+            "message": self._on_message,  # message.im: direct messages
+            "reaction_added": self._on_reaction,
+        }
 
     def _bolt_app(self, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
         # While it is built, Bolt warns that the token "will be unused" (the client is given,
@@ -638,18 +638,16 @@ class SlackTransport:
             await self._post_ephemeral(inv.place.id, inv.user_id, reply)
             return
         message = {"response_type": "ephemeral", "replace_original": True, **reply_message(reply)}
-        error = "no response_url"
-        if response_url:
-            try:
-                webhook = AsyncWebhookClient(str(response_url), session=self._http())
-                response = await webhook.send_dict(message)
-            except Exception as exc:
-                error = type(exc).__name__
-            else:
-                # A used-up or expired response_url answers 4xx without raising.
-                if response.status_code < 400:
-                    return
-                error = str(response.body or response.status_code)[:100]
+        try:
+            webhook = AsyncWebhookClient(str(response_url), session=self._http())
+            response = await webhook.send_dict(message)
+        except Exception as exc:
+            error = type(exc).__name__
+        else:
+            # A used-up or expired response_url answers 4xx without raising.
+            if response.status_code < 400:
+                return
+            error = str(response.body or response.status_code)[:100]
         self.metrics.api_errors.labels("slack", "response_url", error).inc()
         log.warning("slack.respond_failed", error=error)
         await self._post_ephemeral(inv.place.id, inv.user_id, reply)

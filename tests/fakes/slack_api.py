@@ -34,9 +34,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import yaml
 from aiohttp import web
 
 from tests.fakes.loopback import LoopbackServer
@@ -49,6 +51,15 @@ JSONDict = dict[str, Any]
 # Fields Slack documents as "a JSON-based array ... presented as a URL-encoded string":
 # form-encoded callers send them as strings, JSON callers as structures. Recording the
 # decoded value lets assertions ignore which encoding the client chose.
+MANIFEST = Path(__file__).resolve().parents[2] / "slack" / "manifest.yaml"
+
+
+def manifest_scopes() -> list[str]:
+    """The bot scopes the shipped app manifest asks for: what a real install grants."""
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    return list(manifest["oauth_config"]["scopes"]["bot"])
+
+
 _JSON_STRING_FIELDS = ("blocks", "attachments", "view", "metadata")
 
 # A response_url "can be used up to 5 times within 30 minutes" (Slack's slash command and
@@ -178,10 +189,7 @@ class FakeSlackAPI(LoopbackServer):
         bot_user_id: str = "UBOT",
         bot_id: str = "BBOT",
         bot_name: str = "marvin",
-        bot_scopes: str = (
-            "chat:write,commands,users:read,users:read.email,dnd:read,channels:read,"
-            "channels:history,groups:history,reactions:read"
-        ),
+        bot_scopes: str | None = None,  # None: what slack/manifest.yaml asks for
         socket: FakeSocketModeServer | None = None,
         trigger_ttl: float = TRIGGER_TTL_SECONDS,
     ) -> None:
@@ -194,7 +202,7 @@ class FakeSlackAPI(LoopbackServer):
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.bot_name = bot_name
-        self.bot_scopes = bot_scopes
+        self.bot_scopes = bot_scopes if bot_scopes is not None else ",".join(manifest_scopes())
         self.trigger_ttl = trigger_ttl
         self._socket = socket
 
@@ -1060,11 +1068,26 @@ class FakeSlackAPI(LoopbackServer):
             raise _ApiError("missing_scope", extra={"needed": scope, "provided": self.bot_scopes})
 
     def _readable(self, params: JSONDict) -> FakeChannel:
-        self._need_scope("channels:history")
+        """The channel whose messages are asked for, with the history scope of its kind."""
         channel = self._resolve_channel(params.get("channel"), for_posting=False)
+        if channel.is_im:
+            self._need_scope("im:history")
+        else:
+            self._need_scope("groups:history" if channel.is_private else "channels:history")
         if not channel.is_member and not channel.is_im:
             raise _ApiError("not_in_channel")
         return channel
+
+    @staticmethod
+    def _page(params: JSONDict, found: list[JSONDict], default: int) -> tuple[list[JSONDict], str]:
+        """One page of `found` from the `cursor` on, and the next cursor ("" at the end)."""
+        try:
+            start = int(params["cursor"]) if params.get("cursor") else 0
+        except (TypeError, ValueError):
+            raise _ApiError("invalid_cursor") from None
+        limit = FakeSlackAPI._limit(params, default)
+        more = start + limit < len(found)
+        return found[start : start + limit], str(start + limit) if more else ""
 
     @staticmethod
     def _window(params: JSONDict, messages: list[JSONDict]) -> list[JSONDict]:
@@ -1093,52 +1116,31 @@ class FakeSlackAPI(LoopbackServer):
             raise _ApiError("invalid_limit") from None
 
     def _conversations_history(self, params: JSONDict) -> JSONDict:
-        channel = self._resolve_channel(params.get("channel"), for_posting=False)
-        scope = "groups:history" if channel.is_private else "channels:history"
-        if channel.is_im:
-            scope = "im:history"
-        if scope not in self.bot_scopes.split(","):
-            raise _ApiError("missing_scope", extra={"needed": scope, "provided": self.bot_scopes})
-        if not channel.is_member and not channel.is_im:
-            raise _ApiError("not_in_channel")
-        try:
-            limit = int(params.get("limit") or 100)
-            oldest = float(params.get("oldest") or 0)
-            latest = float(params["latest"]) if params.get("latest") else None
-            start = int(params["cursor"]) if params.get("cursor") else 0
-        except (TypeError, ValueError) as exc:
-            raise _ApiError("invalid_arguments") from exc
-        limit = max(1, min(limit, 999))
-        inclusive = _truthy(params.get("inclusive"))
-
-        def inside(ts: float) -> bool:
-            after = ts >= oldest if inclusive else ts > oldest
-            before = latest is None or (ts <= latest if inclusive else ts < latest)
-            return after and before
-
+        channel = self._readable(params)
         # Newest first; replies in threads are not the channel's history (conversations.replies).
         found = [
             m
             for m in sorted(
-                self._messages.get(channel.id, []), key=lambda m: float(m["ts"]), reverse=True
+                self._window(params, self._messages.get(channel.id, [])),
+                key=lambda m: float(m["ts"]),
+                reverse=True,
             )
-            if m.get("thread_ts") in (None, m["ts"]) and inside(float(m["ts"]))
+            if m.get("thread_ts") in (None, m["ts"])
         ]
-        page = found[start : start + limit]
+        page, cursor = self._page(params, found, 100)
         with_metadata = _truthy(params.get("include_all_metadata"))
         messages = [
             m if with_metadata else {k: v for k, v in m.items() if k != "metadata"} for m in page
         ]
-        more = start + limit < len(found)
         answer: JSONDict = {
             "messages": messages,
-            "has_more": more,
+            "has_more": bool(cursor),
             "pin_count": 0,
             "channel_actions_ts": None,
             "channel_actions_count": 0,
         }
-        if more:
-            answer["response_metadata"] = {"next_cursor": str(start + limit)}
+        if cursor:
+            answer["response_metadata"] = {"next_cursor": cursor}
         return answer
 
     def _conversations_replies(self, params: JSONDict) -> JSONDict:
@@ -1158,12 +1160,11 @@ class FakeSlackAPI(LoopbackServer):
             if m["ts"] == root or m.get("thread_ts") == root
         ]
         thread.sort(key=lambda m: float(m["ts"]))
-        found = self._window(params, thread)
-        limit = self._limit(params, 1000)
+        page, cursor = self._page(params, self._window(params, thread), 1000)
         return {
-            "messages": found[:limit],
-            "has_more": len(found) > limit,
-            "response_metadata": {"next_cursor": ""},
+            "messages": page,
+            "has_more": bool(cursor),
+            "response_metadata": {"next_cursor": cursor},
         }
 
     def _apps_connections_open(self, params: JSONDict) -> JSONDict:
