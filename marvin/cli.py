@@ -193,22 +193,16 @@ def _slack_sinks(settings: Settings) -> ChatSinks | None:
     if settings.production_channel.chat_in_use() != "slack":
         return None
     from marvin.metrics import Metrics
-    from marvin.outbox import ANNOUNCE
-    from marvin.slack.announce import SlackAnnouncer, SlackDirectMessenger
+    from marvin.slack.announce import chat_sinks
     from marvin.slack.secrets import SlackSecrets
     from marvin.slack.server import make_client
-    from marvin.watches import dm_kind
 
     secrets = SlackSecrets.from_env()
     if secrets.bot_token is None:
         return None
 
     def sinks(services: Services) -> dict[str, Sink]:
-        client, metrics = make_client(settings, secrets), Metrics()
-        return {
-            ANNOUNCE: SlackAnnouncer(client, metrics),
-            dm_kind("slack"): SlackDirectMessenger(client, metrics),
-        }
+        return chat_sinks(make_client(settings, secrets), Metrics())
 
     return sinks
 

@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from marvin.metrics import Metrics
-from marvin.outbox import DeliveryError
+from marvin.outbox import ANNOUNCE, DeliveryError, Sink
 from marvin.slack.errors import error_name
 from marvin.slack.render import announcement_message, escape
 
@@ -138,3 +138,15 @@ class SlackDirectMessenger:
     async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
         text = escape(str(payload["text"]))
         await post(self._client, self._metrics, channel=str(payload["user_id"]), text=text)
+
+
+def chat_sinks(client: AsyncWebClient, metrics: Metrics) -> dict[str, Sink]:
+    """What Slack delivers from the outbox: the production channel's announcements and the
+    direct messages (watch reminders) of people who use Marvin through Slack."""
+    from marvin.slack.app import TRANSPORT  # the transport imports this module
+    from marvin.watches import dm_kind
+
+    return {
+        ANNOUNCE: SlackAnnouncer(client, metrics),
+        dm_kind(TRANSPORT): SlackDirectMessenger(client, metrics),
+    }

@@ -43,18 +43,17 @@ from marvin.deviation_delivery import deviation_sinks
 from marvin.issue_delivery import issue_worker
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.ofrep import add_ofrep_routes, tokens_from_env
-from marvin.outbox import ANNOUNCE, OutboxWorker
+from marvin.outbox import OutboxWorker
 from marvin.retention import prune
 from marvin.services import Services
 from marvin.single import AlreadyServing, sqlite_serve_lock
-from marvin.slack.announce import SlackAnnouncer, SlackDirectMessenger
+from marvin.slack.announce import chat_sinks
 from marvin.slack.app import TRANSPORT, SlackTransport
 from marvin.slack.errors import error_name
 from marvin.slack.people import SlackPeople, SlackPresence
 from marvin.slack.secrets import SlackSecrets
 from marvin.store.db import Store
 from marvin.supervisor import Job, Leases, Supervisor, replica_id
-from marvin.watches import dm_kind
 from marvin.wiring import build_pipeline, build_services, close
 
 log = structlog.get_logger(__name__)
@@ -123,14 +122,7 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
     services = dataclasses.replace(services, presence={**services.presence, TRANSPORT: presence})
     # Announcements are for the production channel, wherever the command came from: this
     # replica delivers every one of them (when it holds the outbox job).
-    outbox = OutboxWorker(
-        services.store,
-        {
-            ANNOUNCE: SlackAnnouncer(client, metrics),
-            dm_kind(TRANSPORT): SlackDirectMessenger(client, metrics),
-        },
-        services.clock,
-    )
+    outbox = OutboxWorker(services.store, chat_sinks(client, metrics), services.clock)
     # Incidents' issues and deviation issues: the tracker's loop.
     issues = issue_worker(services, also=deviation_sinks(services))
     signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
