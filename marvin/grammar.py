@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from marvin.commands.on_environment import CONTEXT_KEY as ENVIRONMENTS
-from marvin.spec import CommandModel, CommandSpec, Registry
+from marvin.spec import CommandModel, CommandSpec, Registry, short
 
 # Slack and phones turn straight quotes into curly ones; people mean the same thing.
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "„": "“"}
@@ -150,12 +150,6 @@ def without_options(text: str, names: Iterable[str]) -> str:
     return "".join(kept).strip()
 
 
-def _short(word: str, limit: int = 40) -> str:
-    """A word as it is echoed in a message: on one line, and not too long."""
-    word = " ".join(word.split())
-    return word if len(word) <= limit else word[:limit] + "…"
-
-
 def _is_word(token: Token) -> bool:
     """A bare word: not quoted, not an option."""
     return not token.quoted and not token.text.startswith("--")
@@ -183,7 +177,7 @@ def _pick_spec(words: list[Token], registry: Registry) -> tuple[CommandSpec, lis
         typed = [w.text for w in words[:2] if _is_word(w)]
         near = registry.closest(typed)
         hint = f" Did you mean `{near}`?" if near else ""
-        raise UsageError(f"I don't know the command `{_short(group)}`.{hint}", topic="")
+        raise UsageError(f"I don't know the command `{short(group)}`.{hint}", topic="")
     verbs = {s.verb: s for s in registry.in_group(group) if s.verb}
     second = words[1] if len(words) > 1 else None
     if second is not None and _is_word(second) and second.text.lower() in verbs:
@@ -200,7 +194,7 @@ def _pick_spec(words: list[Token], registry: Registry) -> tuple[CommandSpec, lis
         raise UsageError(f"`{group}` needs a subcommand.", usage, group)
     near = registry.closest_in_group(group, second.text)
     hint = f" Did you mean `{near}`?" if near else ""
-    raise UsageError(f"`{group}` has no subcommand `{_short(second.text)}`.{hint}", usage, group)
+    raise UsageError(f"`{group}` has no subcommand `{short(second.text)}`.{hint}", usage, group)
 
 
 def _unknown_option(spec: CommandSpec, name: str, registry: Registry) -> UsageError:
@@ -213,7 +207,7 @@ def _unknown_option(spec: CommandSpec, name: str, registry: Registry) -> UsageEr
             s.name for s in registry.in_group(spec.group) if s.option(name.lower()) is not None
         ]
         hint = f" `{elsewhere[0]}` takes it." if elsewhere else ""
-    return _refuse(f"`{spec.name}` has no option `--{_short(name)}`.{hint}", spec, registry)
+    return _refuse(f"`{spec.name}` has no option `--{short(name)}`.{hint}", spec, registry)
 
 
 def _bind(spec: CommandSpec, rest: list[Token], registry: Registry) -> dict[str, object]:
@@ -266,7 +260,7 @@ def _bind(spec: CommandSpec, rest: list[Token], registry: Registry) -> dict[str,
         elif arg.required:
             raise _refuse(f"`{spec.name}` needs `<{arg.name}>`.", spec, registry)
     if positional:
-        extra = _short(" ".join(positional), 60)
+        extra = short(" ".join(positional), 60)
         raise _refuse(f"I don't know what to do with `{extra}`.", spec, registry)
     return values
 
@@ -307,7 +301,7 @@ def _bounds(model: type[CommandModel], field: str) -> str:
 
 
 def _shown_input(value: object) -> str:
-    return f"`{_short(str(value), 40)}`"
+    return f"`{short(str(value), 40)}`"
 
 
 def _explain_one(err: ErrorDetails, spec: CommandSpec) -> str:

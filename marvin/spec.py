@@ -175,7 +175,7 @@ class Registry:
         if group not in self.group_summaries:
             near = self.closest(words)
             hint = f" Did you mean `{near}`?" if near else ""
-            return f"There's no command `{_short(group)}`.{hint} `help` lists them all.", False
+            return f"There's no command `{short(group)}`.{hint} `help` lists them all.", False
         if len(words) == 1:
             return self.group_help(group), True
         spec = self.find(group, words[1])
@@ -184,13 +184,13 @@ class Registry:
         near = self.closest_in_group(group, words[1])
         hint = f" Did you mean `{near}`?" if near else ""
         return (
-            f"`{group}` has no subcommand `{_short(words[1])}`.{hint} "
+            f"`{group}` has no subcommand `{short(words[1])}`.{hint} "
             f"`help {group}` lists what it can do.",
             False,
         )
 
 
-def _short(word: str, limit: int = 40) -> str:
+def short(word: str, limit: int = 40) -> str:
     """A word as it is echoed in a message: on one line, and not too long."""
     word = " ".join(word.split())
     return word if len(word) <= limit else word[:limit] + "…"

@@ -1,7 +1,7 @@
 """deploys: slots, freezes, locks and the queue
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-30 11:45:00
 """
 

@@ -1,7 +1,7 @@
 """incident pins (chat messages on an incident's timeline, once each) and change requests
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-11-30 11:45:00
 """
 

@@ -2,7 +2,7 @@
 embedded tracker's labels were put on
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-11-30 11:40:00
 """
 
