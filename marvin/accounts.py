@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from marvin.access import grants
 from marvin.adapters.directory import Directory, DirectoryPerson
 from marvin.models import Invocation
 from marvin.store.db import insert_ignoring_conflicts
@@ -103,13 +105,16 @@ async def ensure_account(
 
 
 async def granted(session: AsyncSession, account_id: int, now: datetime) -> frozenset[str]:
-    """The grants given to the account itself (not through a role) that hold now."""
+    """The grants (not through a role) that hold now for the person the account is linked
+    to, whichever of their chat accounts each was given to: `access mine` reads them by the
+    person, and what it lists must be what the roles allow. Nobody's account holds none."""
+    this = aliased(Account)
+    person = select(this.directory_handle).where(this.id == account_id).scalar_subquery()
     names = await session.scalars(
-        select(Grant.name).where(
-            Grant.account_id == account_id,
-            Grant.revoked_at.is_(None),
-            or_(Grant.expires_at.is_(None), Grant.expires_at > now),
-        )
+        select(Grant.name)
+        .join(Account, Account.id == Grant.account_id)
+        .where(Account.directory_handle == person, *grants.current(now))
+        .distinct()
     )
     return frozenset(names)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from importlib import resources
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,8 +19,6 @@ from marvin.clock import as_utc
 from marvin.config import Settings
 from marvin.outbox import enqueue
 from marvin.store.tables import ChangeRequest
-
-log = structlog.get_logger(__name__)
 
 REQUESTED = "requested"
 RUNNING = "running"
@@ -42,20 +38,17 @@ KINDS = (CHANGE_CREATE, CHANGE_SYNC)
 WHEN = "%Y-%m-%d %H:%M UTC"
 
 
-def bundled_template() -> str:
-    try:
-        return (resources.files("marvin") / "templates" / f"{TEMPLATE}.md").read_text("utf-8")
-    except OSError:  # an install without the package data
-        log.warning("change.template_missing")
-        return "## Change summary\n\n## Change steps\n\n## Rollback\n"
-
-
 def shown_ref(change: ChangeRequest) -> str:
     return f"change {change.id}"
 
 
 def key_prefix(change_id: int) -> str:
+    """Every outbox message of a change request has a key under this prefix."""
     return f"change:{change_id}:"
+
+
+def create_key(change_id: int) -> str:
+    return f"{key_prefix(change_id)}issue"
 
 
 def blocks(change: ChangeRequest) -> bool:
@@ -101,7 +94,7 @@ async def request(
     await enqueue(
         session,
         kind=CHANGE_CREATE,
-        key=f"{key_prefix(change.id)}issue",
+        key=create_key(change.id),
         payload={
             "change_id": change.id,
             "title": f"{as_utc(now):%Y-%m-%d}: {title}",

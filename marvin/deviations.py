@@ -2,7 +2,7 @@
 
 `feature deviate <flag> <value> "<why>"` records what is asked for (the flag, the
 environments, the most it may expose, who asked) and, in the same transaction, an outbox
-message that opens the deviation issue (`marvin.deviation_delivery`). The issue carries that
+message that opens the deviation issue (`marvin.issue_delivery`). The issue carries that
 binding in a block Marvin writes and a `feature::<flag>` label; the row here is what counts:
 a `--issue` names a deviation only if it is an issue Marvin opened for one, and it approves
 only what was asked for, in the environments named, for a limited time after its approval.
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.gitlab_issues import marker_comment
-from marvin.adapters.issues import Issue
+from marvin.adapters.issues import Issue, inert
 from marvin.clock import as_utc
 from marvin.flags import fmt_percent
 from marvin.outbox import enqueue
@@ -88,7 +88,7 @@ def description(row: Deviation, approval_label: str, valid_hours: float) -> str:
     return "\n\n".join(
         [
             f"@{row.requested_by} asks to deviate from the feature-flag rules for `{row.flag}`.",
-            f"## Why\n\n{row.reason}",
+            f"## Why\n\n{inert(row.reason)}",
             "## What this approves (written by Marvin)\n\n"
             f"- flag: `{row.flag}`\n"
             f"- environments: {envs}\n"

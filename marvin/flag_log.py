@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.adapters.issue_refs import parse_issue_ref
+from marvin.adapters.issues import inert
 from marvin.config import Settings
 from marvin.outbox import enqueue
 
@@ -67,9 +68,9 @@ def _lines(change: LoggedChange, now: datetime) -> list[str]:
         f"{now:%Y-%m-%d %H:%M UTC} through Marvin: {change.before} → {change.after}."
     ]
     if change.deviation:
-        lines.append(f"Deviation: {change.deviation}.")
+        lines.append(f"Deviation: {inert(change.deviation)}.")
     if change.override_reason:
-        lines.append(f"The production check was ignored: {change.override_reason}.")
+        lines.append(f"The production check was ignored: {inert(change.override_reason)}.")
     return lines
 
 

@@ -22,8 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin import changes
+from marvin.adapters.issues import inert
 from marvin.clock import as_utc
 from marvin.config import Settings
 from marvin.flags import FlagState
@@ -32,6 +35,8 @@ from marvin.outbox import ANNOUNCE, enqueue
 from marvin.services import Services
 from marvin.store.tables import (
     Account,
+    ChangeRequest,
+    DeploySlot,
     FlagChange,
     Incident,
     IncidentEvent,
@@ -134,7 +139,7 @@ class Entry:
 
     at: datetime
     who: str | None
-    kind: str  # flag_change, override, deploy, watch
+    kind: str  # flag_change, override, deploy, change, watch
     text: str
 
 
@@ -179,18 +184,57 @@ async def _flag_changes(*, session: AsyncSession, since: datetime, until: dateti
 
 
 async def _deploys(*, session: AsyncSession, since: datetime, until: datetime) -> list[Entry]:
-    """The deploys Marvin recorded in the window: none yet, as Marvin does not deploy.
+    """The deploys started in the window (booked slots Marvin started, by hand or when due)."""
+    rows = await session.scalars(
+        select(DeploySlot)
+        .where(DeploySlot.started_at >= since, DeploySlot.started_at <= until)
+        .order_by(DeploySlot.started_at, DeploySlot.id)
+    )
+    entries = []
+    for slot in rows:
+        assert slot.started_at is not None  # (the query asks for it)
+        who = slot.started_by or slot.booked_by
+        text = f"@{who} started the deploy of {slot.version} to {slot.environment}"
+        if slot.pipeline_url:
+            text += f" (pipeline {slot.pipeline_url})"
+        if slot.override_reason:
+            text += f" (deploy checks overridden: {slot.override_reason})"
+        kind = "override" if slot.override_reason else "deploy"
+        entries.append(Entry(as_utc(slot.started_at), who, kind, flat(text)))
+    return entries
 
-    The hook for the deploys domain: when it records deploys, return each here as an
-    `Entry` of kind `deploy` ("@dave deployed gitlab 17.11.2 to production"), and every
-    declaration's timeline, announcement and issue include them with nothing else to change.
-    """
-    return []
+
+async def _change_requests(
+    *, session: AsyncSession, since: datetime, until: datetime
+) -> list[Entry]:
+    """The change requests started or finished in the window: each move is a change."""
+    rows = await session.scalars(
+        select(ChangeRequest)
+        .where(
+            or_(
+                ChangeRequest.started_at.between(since, until),
+                ChangeRequest.done_at.between(since, until),
+            )
+        )
+        .order_by(ChangeRequest.id)
+    )
+    entries = []
+    for change in rows:
+        what = f"{changes.shown_ref(change)} (C{change.criticality}): {change.title}"
+        started, done = change.started_at, change.done_at
+        if started is not None and since <= as_utc(started) <= until:
+            who = change.started_by
+            text = f"@{who} started {what}" if who else f"Started {what}"
+            entries.append(Entry(as_utc(started), who, "change", flat(text)))
+        if done is not None and since <= as_utc(done) <= until:
+            # Who finished it isn't recorded: the change's issue says.
+            entries.append(Entry(as_utc(done), None, "change", flat(f"Finished {what}")))
+    return entries
 
 
 # Everything Marvin records that can have changed production, in one place.
 ChangeSource = Callable[..., Awaitable[list[Entry]]]
-CHANGE_SOURCES: tuple[ChangeSource, ...] = (_flag_changes, _deploys)
+CHANGE_SOURCES: tuple[ChangeSource, ...] = (_flag_changes, _deploys, _change_requests)
 
 
 async def what_changed(*, session: AsyncSession, since: datetime, until: datetime) -> list[Entry]:
@@ -249,9 +293,16 @@ class Declared:
     since: datetime
 
 
+# What each kind of a record's issue messages is, for people: an incident's, a change's.
+_OPENS = (ISSUE_CREATE, changes.CHANGE_CREATE)
+_NOTES = (ISSUE_NOTE,)
+_SYNCS = (ISSUE_SYNC, changes.CHANGE_SYNC)
+
+
 @dataclass
 class Deliveries:
-    """What of an incident's issue is still on its way to the tracker."""
+    """What of a record's issue (an incident's, a change request's) is still on its way to
+    the tracker."""
 
     pending: dict[str, int] = field(default_factory=dict)  # kind -> how many
     failed: dict[str, int] = field(default_factory=dict)
@@ -265,22 +316,22 @@ class Deliveries:
         parts = []
         for counts, how in ((self.pending, "waiting"), (self.failed, "failed")):
             items = []
-            if counts.get(ISSUE_CREATE):
+            if sum(counts.get(kind, 0) for kind in _OPENS):
                 items.append("the issue")
-            if counts.get(ISSUE_NOTE):
-                n = counts[ISSUE_NOTE]
-                items.append(f"{n} note{'s' if n != 1 else ''}")
-            if counts.get(ISSUE_SYNC):
-                n = counts[ISSUE_SYNC]
-                items.append(f"{n} label change{'s' if n != 1 else ''}")
+            notes = sum(counts.get(kind, 0) for kind in _NOTES)
+            if notes:
+                items.append(f"{notes} note{'s' if notes != 1 else ''}")
+            syncs = sum(counts.get(kind, 0) for kind in _SYNCS)
+            if syncs:
+                items.append(f"{syncs} label change{'s' if syncs != 1 else ''}")
             if items:
                 parts.append(f"{' and '.join(items)} {how}")
         return "; ".join(parts)
 
 
 def flat(text: str) -> str:
-    """One line. What people typed goes into issue descriptions and notes, where GitLab runs
-    a line that starts with `/` as a quick action (`/close`): no line of theirs starts one."""
+    """One line: a timeline entry reads as one, in chat and as a `/timeline` event (whose
+    text ends at the line's end). What goes to the issue also goes through `inert`."""
     return " ".join(text.split())
 
 
@@ -324,8 +375,8 @@ async def add_event(
             "incident_id": incident.id,
             "event_id": event.id,
             "marker": note_marker(incident, event.id),
-            "body": f"**{at:{WHEN}}** · {text}",
-            "timeline": {"text": _timeline_text(text), "at": at.isoformat()},
+            "body": f"**{at:{WHEN}}** · {inert(text)}",
+            "timeline": {"text": _timeline_text(inert(text)), "at": at.isoformat()},
         },
         now=now,
     )
@@ -371,12 +422,12 @@ def _context(incident: Incident, declared: Declared, settings: Settings) -> str:
     lines = [
         "## What changed before it was declared",
         "",
-        f"Marvin's record of the {hours} hours before {when}: flag changes, deploys and "
-        "production-check overrides.",
+        f"Marvin's record of the {hours} hours before {when}: flag changes, deploys, change "
+        "requests and production-check overrides.",
         "",
     ]
     if declared.changes:
-        lines += [f"- {e.at:{WHEN}}: {e.text}" for e in declared.changes]
+        lines += [f"- {e.at:{WHEN}}: {inert(e.text)}" for e in declared.changes]
         if declared.more:
             lines.append(f"- … and {declared.more} earlier change(s) in Marvin's history")
     else:
@@ -633,28 +684,35 @@ async def pin(
     `/timeline` event). A message (`source`) goes on once: None when it already is."""
     if source is not None and await pinned(session=session, incident_id=incident.id, source=source):
         return None
-    incident.updated_at = now
-    event = await add_event(
-        session=session,
-        incident=incident,
-        kind="chat",
-        text=text,
-        occurred_at=occurred_at,
-        author=pinned_by,
-        now=now,
-        request_id=request_id,
-    )
-    if source is not None:
-        session.add(
-            IncidentPin(
-                incident_id=incident.id,
-                source=source,
-                event_id=event.id,
-                pinned_by=pinned_by,
-                pinned_at=now,
+    try:
+        # On PostgreSQL two pins of one message can both pass the check above, neither seeing
+        # the other's uncommitted row: the second meets the unique constraint, and its
+        # savepoint takes back its event and note, not the caller's whole transaction.
+        async with session.begin_nested():
+            event = await add_event(
+                session=session,
+                incident=incident,
+                kind="chat",
+                text=text,
+                occurred_at=occurred_at,
+                author=pinned_by,
+                now=now,
+                request_id=request_id,
             )
-        )
-        await session.flush()
+            if source is not None:
+                session.add(
+                    IncidentPin(
+                        incident_id=incident.id,
+                        source=source,
+                        event_id=event.id,
+                        pinned_by=pinned_by,
+                        pinned_at=now,
+                    )
+                )
+                await session.flush()
+    except IntegrityError:
+        return None
+    incident.updated_at = now
     return event
 
 
@@ -704,9 +762,14 @@ async def timeline(*, session: AsyncSession, incident_id: int) -> list[IncidentE
 
 
 async def deliveries(
-    *, session: AsyncSession, incident_ids: Sequence[int]
+    *,
+    session: AsyncSession,
+    incident_ids: Sequence[int],
+    kinds: Sequence[str] = ISSUE_KINDS,
+    prefix: Callable[[int], str] = key_prefix,
 ) -> dict[int, Deliveries]:
-    """What of each incident's issue the outbox still holds (pending, or failed for good)."""
+    """What of each incident's issue the outbox still holds (pending, or failed for good);
+    of another record's, given its issue's `kinds` and its keys' `prefix` (`<what>:<id>:`)."""
     found: dict[int, Deliveries] = {i: Deliveries() for i in incident_ids}
     if not incident_ids:
         return found
@@ -718,9 +781,9 @@ async def deliveries(
             OutboxMessage.last_error,
         )
         .where(
-            OutboxMessage.kind.in_(ISSUE_KINDS),
+            OutboxMessage.kind.in_(list(kinds)),
             OutboxMessage.status.in_(("pending", "failed")),
-            or_(*(OutboxMessage.idempotency_key.like(f"{key_prefix(i)}%") for i in incident_ids)),
+            or_(*(OutboxMessage.idempotency_key.like(f"{prefix(i)}%") for i in incident_ids)),
         )
         .order_by(OutboxMessage.id)
     )

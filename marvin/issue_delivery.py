@@ -1,22 +1,21 @@
-"""Incidents' issues, delivered: the outbox's `issue:*` messages, to the configured tracker.
+"""The tracker's issues, delivered: the outbox's issue messages, to the configured tracker.
 
-An incident is Marvin's record first; its issue is a projection, written to the outbox in
-the transaction that records the incident (`marvin.incidents`) and delivered here, with no
-transaction open, by a worker of its own (`OutboxWorker(store, issue_sinks(services), ...)`):
-a GitLab outage delays issues and never the chat's announcements, which have their loop.
+A record (an incident, a change request, a deviation, a flag change) is Marvin's first; its
+issue is a projection, written to the outbox in the transaction that records it and
+delivered here, with no transaction open, by a worker of its own (`issue_worker`): a GitLab
+outage delays issues and never the chat's announcements, which have their loop.
 
-- `issue:create` opens the issue (type `incident`, its labels as the record stands when it
-  is delivered, the owner, confidential or not, the project's template or the bundled
-  post-mortem) and stores its reference and link on the incident in a short write
-  transaction after the call. GitLab has no idempotency key: the issue carries a hidden
-  marker, and a delivery tried before (a timeout, a 5xx, a crash mid-call) looks for it
-  before it opens another.
+- Opening an issue (an incident's, a change request's, a deviation's, the flag log's) stores
+  its reference and link on the record in a short write transaction after the call. GitLab
+  has no idempotency key: the issue carries a hidden marker, and a delivery tried before (a
+  timeout, a 5xx, a crash mid-call) looks for it before it opens another (`open_marked`).
 - `issue:note` adds a note (with its `/timeline` event) once the issue exists and the
   incident's earlier notes are on it (the issue reads in the order things happened), and
   retries until then, at the pace of what it waits for. A retried note looks for its marker
-  first, too.
-- `issue:sync` brings the issue's labels and state to the record's *as it stands when
-  delivered*, so deliveries in any order, late or repeated, leave the issue right.
+  first, too (`add_marked_note`).
+- `issue:sync` and `issue:change-sync` bring the issue's labels and state to the record's
+  *as it stands when delivered*, so deliveries in any order, late or repeated, leave the
+  issue right.
 
 Every tracker error is retried with the outbox's backoff (a permanent one keeps failing
 visibly, in `incident show`, rather than being dropped). The embedded tracker (`local`)
@@ -25,9 +24,8 @@ gets the same messages through `EmbeddedIncidentTracker`.
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -36,7 +34,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin import changes, flag_log, incidents
+from marvin import changes, deviations, flag_log, incidents
 from marvin.adapters.errors import AdapterError, NotFound, Refused
 from marvin.adapters.gitlab_issues import (
     IncidentTracker,
@@ -44,14 +42,17 @@ from marvin.adapters.gitlab_issues import (
     TimelineEvent,
     marker_comment,
 )
+from marvin.adapters.issue_refs import parse_issue_ref
 from marvin.adapters.issues import SERVICE as LOCAL_SERVICE
-from marvin.adapters.issues import Issue, LocalIssueTracker
+from marvin.adapters.issues import Issue, LocalIssueTracker, local_id
 from marvin.clock import Clock, as_utc
-from marvin.outbox import DeliveryError, OutboxWorker, Sink
+from marvin.models import Announcement
+from marvin.outbox import ANNOUNCE, DeliveryError, OutboxWorker, Sink, enqueue
 from marvin.services import Services
 from marvin.store.db import Store, database_answers
 from marvin.store.tables import (
     ChangeRequest,
+    Deviation,
     Incident,
     LocalIssue,
     LocalIssueNote,
@@ -63,37 +64,45 @@ log = structlog.get_logger(__name__)
 # An issue's messages wait out a tracker's outage, however long: a month at the outbox's
 # longest backoff before one is given up as failed (and shown so in `incident show`).
 ISSUE_MAX_ATTEMPTS = 10_000
-# How soon a note asks again whether its issue exists, when the creation isn't scheduled.
+# How soon a message asks again whether its issue exists, when the creation isn't scheduled.
 WAIT_FOR_ISSUE = 60.0
-_LOCAL_REF = re.compile(r"^#?(\d{1,9})$")
-# Every kind the issue loop delivers: incidents' issues and the flag log.
-KINDS = (*incidents.ISSUE_KINDS, *flag_log.KINDS, *changes.KINDS)
+# Every kind the issue loop delivers.
+KINDS = (*incidents.ISSUE_KINDS, *flag_log.KINDS, *changes.KINDS, *deviations.KINDS)
+# Told once an incident has its issue, and once a deviation's is open (the shell prints them).
 Linked = Callable[[Incident, Issue], None]
-_FALLBACK_TEMPLATE = (
-    "## Summary\n\n## Impact\n\n## Detection\n\n## Timeline\n\n## Root cause\n\n"
-    "## What went well\n\n## What went wrong\n\n## Corrective actions\n"
-)
+Opened = Callable[[str, Issue], None]
+
+POSTMORTEM = "postmortem"
+# What a template reads as when the package data is missing.
+_FALLBACK_TEMPLATES = {
+    POSTMORTEM: (
+        "## Summary\n\n## Impact\n\n## Detection\n\n## Timeline\n\n## Root cause\n\n"
+        "## What went well\n\n## What went wrong\n\n## Corrective actions\n"
+    ),
+    changes.TEMPLATE: "## Change summary\n\n## Change steps\n\n## Rollback\n",
+}
 
 
-def bundled_template() -> str:
-    """Marvin's blameless post-mortem template (`marvin/templates/postmortem.md`)."""
+def bundled_template(name: str = POSTMORTEM) -> str:
+    """Marvin's own description template `marvin/templates/<name>.md`: the blameless
+    post-mortem, the change checklist."""
     try:
-        return (resources.files("marvin") / "templates" / "postmortem.md").read_text("utf-8")
+        return (resources.files("marvin") / "templates" / f"{name}.md").read_text("utf-8")
     except OSError:  # an install without the package data
-        log.warning("incident.template_missing")
-        return _FALLBACK_TEMPLATE
+        log.warning("issue.template_missing", template=name)
+        return _FALLBACK_TEMPLATES.get(name, "")
 
 
 def describe(payload: Mapping[str, Any], template: str) -> str:
-    """The issue's description: who and what, the template, what changed, the marker."""
-    return "\n\n".join(
-        [
-            str(payload["header"]),
-            template.strip(),
-            str(payload["context"]),
-            marker_comment(str(payload["marker"])),
-        ]
-    )
+    """An issue's description: who and what, the template, what changed (an incident's),
+    the marker."""
+    parts = [
+        str(payload["header"]),
+        template.strip(),
+        str(payload.get("context") or ""),
+        marker_comment(str(payload["marker"])),
+    ]
+    return "\n\n".join(part for part in parts if part)
 
 
 # --- the embedded tracker ------------------------------------------------------------------
@@ -105,9 +114,11 @@ class EmbeddedIncidentTracker:
 
     name = "local"
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, project: str | None = None) -> None:
         self._store = store
         self._clock = clock
+        # Its name in references (`issues.project`): another project's `#N` is not its `#N`.
+        self._project = project
 
     async def open_issue(self, new: NewIssue) -> Issue:
         now = self._clock.now()
@@ -145,7 +156,7 @@ class EmbeddedIncidentTracker:
     ) -> None:
         with database_answers():
             async with self._store.transaction(write=True) as session:
-                row = await _local_row(session, ref)
+                row = await self._row(session, ref)
                 session.add(
                     LocalIssueNote(
                         issue_id=row.id,
@@ -159,7 +170,7 @@ class EmbeddedIncidentTracker:
     async def has_note(self, ref: str, marker: str) -> bool:
         with database_answers():
             async with self._store.transaction() as session:
-                row = await _local_row(session, ref)
+                row = await self._row(session, ref)
                 count = await session.scalar(
                     select(func.count())
                     .select_from(LocalIssueNote)
@@ -175,7 +186,7 @@ class EmbeddedIncidentTracker:
     ) -> Issue:
         with database_answers():
             async with self._store.transaction(write=True) as session:
-                row = await _local_row(session, ref)
+                row = await self._row(session, ref)
                 kept = [label for label in row.labels if label not in remove_labels]
                 row.labels = list(dict.fromkeys([*kept, *add_labels]))
                 if close:
@@ -186,19 +197,16 @@ class EmbeddedIncidentTracker:
     async def template(self, name: str) -> str | None:
         return None  # the embedded tracker has no repository: the bundled template
 
+    async def _row(self, session: AsyncSession, ref: str) -> LocalIssue:
+        number = local_id(ref, self._project)
+        row = await session.get(LocalIssue, number)
+        if row is None:
+            raise NotFound(LOCAL_SERVICE, f"has no issue #{number}")
+        return row
+
 
 def _local_issue(row: LocalIssue) -> Issue:
     return Issue(ref=f"#{row.id}", title=row.title, state=row.state, labels=tuple(row.labels))
-
-
-async def _local_row(session: AsyncSession, ref: str) -> LocalIssue:
-    match = _LOCAL_REF.match(ref.strip())
-    if not match:
-        raise Refused(LOCAL_SERVICE, f"can't read {ref[:60]!r}: it is not an issue reference")
-    row = await session.get(LocalIssue, int(match.group(1)))
-    if row is None:
-        raise NotFound(LOCAL_SERVICE, f"has no issue {ref}")
-    return row
 
 
 def incident_tracker(services: Services) -> IncidentTracker:
@@ -207,11 +215,13 @@ def incident_tracker(services: Services) -> IncidentTracker:
     if isinstance(issues, IncidentTracker):
         return issues
     if isinstance(issues, LocalIssueTracker):
-        return EmbeddedIncidentTracker(services.store, services.clock)
+        return EmbeddedIncidentTracker(
+            services.store, services.clock, services.settings.issues.project
+        )
     raise TypeError(f"the {issues.name} issue tracker can't hold incidents")
 
 
-# --- the sinks -----------------------------------------------------------------------------
+# --- what every delivery does ----------------------------------------------------------------
 
 
 class _Sink:
@@ -220,6 +230,80 @@ class _Sink:
 
     async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
         await self._deliver(payload, idempotency_key)
+
+
+async def tried_before(session: AsyncSession, key: str) -> bool:
+    """Whether the outbox message `key` was tried before this attempt: the tracker may have
+    done what it asked without our hearing the answer."""
+    # (The worker counts this attempt in when it claims the message.)
+    attempts = await session.scalar(
+        select(OutboxMessage.attempts).where(OutboxMessage.idempotency_key == key)
+    )
+    return int(attempts or 1) > 1
+
+
+@contextmanager
+def tracker_errors(*, permanent: tuple[type[AdapterError], ...] = ()) -> Iterator[None]:
+    """A tracker's error as the outbox's: retried with its backoff (one that keeps failing is
+    shown, and given up only after ISSUE_MAX_ATTEMPTS), or, `permanent`, failed at once."""
+    try:
+        yield
+    except permanent as exc:
+        raise DeliveryError(exc.shown(), retry=False) from None
+    except AdapterError as exc:
+        raise DeliveryError(exc.shown()) from None
+
+
+async def open_marked(
+    tracker: IncidentTracker,
+    marker: str,
+    tried: bool,
+    new: NewIssue | Callable[[], Awaitable[NewIssue]],
+) -> Issue:
+    """The issue carrying `marker`, opened once: a delivery `tried` before looks for it first
+    (opened by an attempt whose answer never came). `new` is the issue to open, or what makes
+    it (reading a template is a call too, only made when it is opened)."""
+    found = await tracker.find_marked(marker) if tried else None
+    if found is not None:
+        log.info("issue.found_marked", marker=marker, ref=found.ref)
+        return found
+    return await tracker.open_issue(new if isinstance(new, NewIssue) else await new())
+
+
+async def add_marked_note(
+    tracker: IncidentTracker,
+    ref: str,
+    body: str,
+    *,
+    marker: str,
+    tried: bool,
+    timeline: TimelineEvent | None = None,
+) -> None:
+    """A note on `ref`, added once: a delivery `tried` before looks for it first."""
+    if tried and await tracker.has_note(ref, marker):
+        return
+    await tracker.add_note(ref, body, marker=marker, timeline=timeline)
+
+
+async def issue_of(services: Services, ref: str | None, *, create_key: str, shown: str) -> str:
+    """A record's issue (`ref`); until it is opened, a retry when its creation (the outbox
+    message `create_key`) is next tried."""
+    if ref:
+        return ref
+    async with services.store.transaction() as session:
+        creation = (
+            await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.idempotency_key == create_key)
+            )
+        ).first()
+    wait = WAIT_FOR_ISSUE
+    if creation is not None and creation.status == "pending":
+        until = as_utc(creation.next_attempt_at) - services.clock.now()
+        wait = max(1.0, until.total_seconds() + 1.0)
+    raise DeliveryError(f"waiting for {shown}'s issue", after=wait)
+
+
+# --- incidents -----------------------------------------------------------------------------
 
 
 class IssueDelivery:
@@ -234,7 +318,6 @@ class IssueDelivery:
     ) -> None:
         self.services = services
         self.tracker = tracker or incident_tracker(services)
-        # Told once an incident has its issue (the shell prints the link).
         self.on_linked = on_linked
 
     def sinks(self) -> dict[str, Sink]:
@@ -244,14 +327,20 @@ class IssueDelivery:
             incidents.ISSUE_SYNC: _Sink(self.sync),
         }
 
-    async def _read(self, payload: Mapping[str, Any], key: str) -> tuple[Incident | None, int]:
-        """The incident as recorded now, and how many times this message was tried."""
+    async def _read(self, payload: Mapping[str, Any], key: str) -> tuple[Incident | None, bool]:
+        """The incident as recorded now, and whether this message was tried before."""
         async with self.services.store.transaction() as session:
             incident = await session.get(Incident, int(payload["incident_id"]))
-            attempts = await session.scalar(
-                select(OutboxMessage.attempts).where(OutboxMessage.idempotency_key == key)
-            )
-        return incident, int(attempts or 1)
+            tried = await tried_before(session, key)
+        return incident, tried
+
+    async def _issue_of(self, incident: Incident) -> str:
+        return await issue_of(
+            self.services,
+            incident.issue_ref,
+            create_key=incidents.create_key(incident.id),
+            shown=incidents.shown_ref(incident),
+        )
 
     async def _after_earlier_notes(self, incident: Incident, key: str) -> None:
         """A note goes on the issue after the incident's notes written before it, so the
@@ -279,33 +368,28 @@ class IssueDelivery:
             )
 
     async def create(self, payload: Mapping[str, Any], key: str) -> None:
-        incident, attempts = await self._read(payload, key)
+        incident, tried = await self._read(payload, key)
         if incident is None:
             log.warning("incident.issue_for_nothing", key=key)
             return
         if incident.issue_ref:
             return  # opened before (its answer was recorded)
-        marker = str(payload["marker"])
-        try:
-            # Tried before: it may have been opened without our hearing the answer.
-            issue = await self.tracker.find_marked(marker) if attempts > 1 else None
-            if issue is not None:
-                log.info("incident.issue_found", incident=incident.id, ref=issue.ref)
-            else:
-                template = await self.tracker.template(str(payload["template"]))
-                issue = await self.tracker.open_issue(
-                    NewIssue(
-                        title=str(payload["title"]),
-                        description=describe(payload, template or bundled_template()),
-                        labels=tuple(incidents.issue_labels(incident, self.services.settings)),
-                        issue_type="incident",
-                        confidential=bool(payload["confidential"]),
-                        assignee=payload.get("assignee"),
-                        author=incident.declared_by,
-                    )
-                )
-        except AdapterError as exc:
-            raise DeliveryError(exc.shown()) from None
+        labels = tuple(incidents.issue_labels(incident, self.services.settings))
+
+        async def new() -> NewIssue:
+            template = await self.tracker.template(str(payload["template"]))
+            return NewIssue(
+                title=str(payload["title"]),
+                description=describe(payload, template or bundled_template()),
+                labels=labels,
+                issue_type="incident",
+                confidential=bool(payload["confidential"]),
+                assignee=payload.get("assignee"),
+                author=incident.declared_by,
+            )
+
+        with tracker_errors():
+            issue = await open_marked(self.tracker, str(payload["marker"]), tried, new)
         async with self.services.store.transaction(write=True) as session:
             linked = await incidents.link_issue(
                 session=session,
@@ -319,24 +403,26 @@ class IssueDelivery:
             self.on_linked(linked, issue)
 
     async def note(self, payload: Mapping[str, Any], key: str) -> None:
-        incident, attempts = await self._read(payload, key)
+        incident, tried = await self._read(payload, key)
         if incident is None:
             return
         ref = await self._issue_of(incident)
         await self._after_earlier_notes(incident, key)
-        marker = str(payload["marker"])
         raw = payload.get("timeline")
         timeline = (
             TimelineEvent(str(raw["text"]), as_utc(datetime.fromisoformat(str(raw["at"]))))
             if isinstance(raw, Mapping)
             else None
         )
-        try:
-            if attempts > 1 and await self.tracker.has_note(ref, marker):
-                return  # added by an attempt whose answer never came
-            await self.tracker.add_note(ref, str(payload["body"]), marker=marker, timeline=timeline)
-        except AdapterError as exc:
-            raise DeliveryError(exc.shown()) from None
+        with tracker_errors():
+            await add_marked_note(
+                self.tracker,
+                ref,
+                str(payload["body"]),
+                marker=str(payload["marker"]),
+                tried=tried,
+                timeline=timeline,
+            )
 
     async def sync(self, payload: Mapping[str, Any], key: str) -> None:
         incident, _ = await self._read(payload, key)
@@ -344,33 +430,13 @@ class IssueDelivery:
             return
         ref = await self._issue_of(incident)
         add, remove = incidents.lifecycle_labels(incident, self.services.settings)
-        try:
+        with tracker_errors():
             await self.tracker.update(
                 ref,
                 add_labels=add,
                 remove_labels=remove,
                 close=incident.state == incidents.RESOLVED,
             )
-        except AdapterError as exc:
-            raise DeliveryError(exc.shown()) from None
-
-    async def _issue_of(self, incident: Incident) -> str:
-        """The incident's issue; until it is opened, a retry when its creation is next tried."""
-        if incident.issue_ref:
-            return incident.issue_ref
-        async with self.services.store.transaction() as session:
-            creation = (
-                await session.scalars(
-                    select(OutboxMessage).where(
-                        OutboxMessage.idempotency_key == incidents.create_key(incident.id)
-                    )
-                )
-            ).first()
-        wait = WAIT_FOR_ISSUE
-        if creation is not None and creation.status == "pending":
-            until = as_utc(creation.next_attempt_at) - self.services.clock.now()
-            wait = max(1.0, until.total_seconds() + 1.0)
-        raise DeliveryError(f"waiting for {incidents.shown_ref(incident)}'s issue", after=wait)
 
 
 # --- the flag log ----------------------------------------------------------------------------
@@ -378,7 +444,8 @@ class IssueDelivery:
 
 def tracker_for(services: Services, project: str | None) -> IncidentTracker:
     """The tracker holding `project`'s issues (None: the configured tracker's own). The
-    embedded tracker has one project: every reference is to it."""
+    embedded tracker has one project: it holds every issue Marvin opens, and its notes go
+    only on its own (`FlagLogDelivery.rollout` refuses another project's)."""
     if project is None or services.settings.issues.backend != "gitlab":
         return incident_tracker(services)
     from marvin.adapters.gitlab import GitLabClient
@@ -407,12 +474,9 @@ class FlagLogDelivery:
             self._trackers[project] = tracker_for(self.services, project)
         return self._trackers[project]
 
-    async def _attempts(self, key: str) -> int:
+    async def _tried(self, key: str) -> bool:
         async with self.services.store.transaction() as session:
-            attempts = await session.scalar(
-                select(OutboxMessage.attempts).where(OutboxMessage.idempotency_key == key)
-            )
-        return int(attempts or 1)
+            return await tried_before(session, key)
 
     async def log(self, payload: Mapping[str, Any], key: str) -> None:
         project = self.services.settings.issues.flag_log_project
@@ -420,84 +484,82 @@ class FlagLogDelivery:
             return  # the log was switched off since: nothing to write it to
         tracker = self._tracker(project)
         marker = str(payload["marker"])
-        try:
-            issue = await tracker.find_marked(marker) if await self._attempts(key) > 1 else None
-            if issue is None:
-                issue = await tracker.open_issue(
-                    NewIssue(
-                        title=str(payload["title"]),
-                        description=f"{payload['description']}\n\n{marker_comment(marker)}",
-                        labels=tuple(str(label) for label in payload["labels"]),
-                        author=str(payload["author"]),
-                    )
-                )
+        new = NewIssue(
+            title=str(payload["title"]),
+            description=f"{payload['description']}\n\n{marker_comment(marker)}",
+            labels=tuple(str(label) for label in payload["labels"]),
+            author=str(payload["author"]),
+        )
+        tried = await self._tried(key)
+        with tracker_errors():
+            issue = await open_marked(tracker, marker, tried, new)
             if issue.state != "closed":
                 await tracker.update(issue.ref, add_labels=[], remove_labels=[], close=True)
-        except AdapterError as exc:
-            raise DeliveryError(exc.shown()) from None
 
     async def rollout(self, payload: Mapping[str, Any], key: str) -> None:
-        found = flag_log.split_ref(str(payload["ref"]))
-        if found is None:
-            raise DeliveryError(f"{payload['ref']!r} names no issue", retry=False)
-        project, iid = found
-        tracker = self._tracker(project)
-        marker = str(payload["marker"])
-        try:
-            if await self._attempts(key) > 1 and await tracker.has_note(f"#{iid}", marker):
-                return
-            await tracker.add_note(f"#{iid}", str(payload["body"]), marker=marker)
-        except NotFound as exc:
-            # A rollout issue that isn't there won't appear by waiting: failed, and shown.
-            raise DeliveryError(exc.shown(), retry=False) from None
-        except AdapterError as exc:
-            raise DeliveryError(exc.shown()) from None
+        ref = str(payload["ref"])
+        tracker = self._rollout_tracker(ref)
+        tried = await self._tried(key)
+        # A rollout issue that isn't there won't appear by waiting: failed, and shown.
+        with tracker_errors(permanent=(NotFound,)):
+            await add_marked_note(
+                tracker, ref, str(payload["body"]), marker=str(payload["marker"]), tried=tried
+            )
+
+    def _rollout_tracker(self, ref: str) -> IncidentTracker:
+        """The tracker holding the issue `ref` names, failed for good when none does."""
+        parsed = parse_issue_ref(ref)
+        if parsed is None:
+            raise DeliveryError(f"{ref!r} names no issue", retry=False)
+        settings = self.services.settings.issues
+        if settings.backend != "gitlab":
+            # Another project's issue N is not the embedded tracker's #N.
+            try:
+                local_id(ref, settings.project)
+            except Refused as exc:
+                raise DeliveryError(exc.shown(), retry=False) from None
+        return self._tracker(parsed.project)
+
+
+# --- change requests -------------------------------------------------------------------------
 
 
 class ChangeDelivery:
     """A change request's issue (from the `change_checklist` template) and its labels."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, tracker: IncidentTracker | None = None) -> None:
         self.services = services
-        self.tracker = incident_tracker(services)
+        self.tracker = tracker or incident_tracker(services)
 
     def sinks(self) -> dict[str, Sink]:
         return {changes.CHANGE_CREATE: _Sink(self.create), changes.CHANGE_SYNC: _Sink(self.sync)}
 
-    async def _read(self, payload: Mapping[str, Any], key: str) -> tuple[ChangeRequest | None, int]:
+    async def _read(
+        self, payload: Mapping[str, Any], key: str
+    ) -> tuple[ChangeRequest | None, bool]:
         async with self.services.store.transaction() as session:
             change = await session.get(ChangeRequest, int(payload["change_id"]))
-            attempts = await session.scalar(
-                select(OutboxMessage.attempts).where(OutboxMessage.idempotency_key == key)
-            )
-        return change, int(attempts or 1)
+            tried = await tried_before(session, key)
+        return change, tried
 
     async def create(self, payload: Mapping[str, Any], key: str) -> None:
-        change, attempts = await self._read(payload, key)
+        change, tried = await self._read(payload, key)
         if change is None or change.issue_ref:
             return
-        marker = str(payload["marker"])
         add, _ = changes.labels(change, self.services.settings)
-        try:
-            issue = await self.tracker.find_marked(marker) if attempts > 1 else None
-            if issue is None:
-                template = await self.tracker.template(changes.TEMPLATE)
-                issue = await self.tracker.open_issue(
-                    NewIssue(
-                        title=str(payload["title"]),
-                        description="\n\n".join(
-                            [
-                                str(payload["header"]),
-                                (template or changes.bundled_template()).strip(),
-                                marker_comment(marker),
-                            ]
-                        ),
-                        labels=tuple(add),
-                        author=change.requested_by,
-                    )
-                )
-        except AdapterError as exc:
-            raise DeliveryError(exc.shown()) from None
+        author = change.requested_by
+
+        async def new() -> NewIssue:
+            template = await self.tracker.template(changes.TEMPLATE)
+            return NewIssue(
+                title=str(payload["title"]),
+                description=describe(payload, template or bundled_template(changes.TEMPLATE)),
+                labels=tuple(add),
+                author=author,
+            )
+
+        with tracker_errors():
+            issue = await open_marked(self.tracker, str(payload["marker"]), tried, new)
         async with self.services.store.transaction(write=True) as session:
             await changes.link_issue(
                 session=session,
@@ -511,30 +573,105 @@ class ChangeDelivery:
         change, _ = await self._read(payload, key)
         if change is None:
             return
-        if not change.issue_ref:
-            raise DeliveryError(
-                f"waiting for {changes.shown_ref(change)}'s issue", after=WAIT_FOR_ISSUE / 4
-            )
+        ref = await issue_of(
+            self.services,
+            change.issue_ref,
+            create_key=changes.create_key(change.id),
+            shown=changes.shown_ref(change),
+        )
         add, remove = changes.labels(change, self.services.settings)
-        try:
+        with tracker_errors():
             await self.tracker.update(
-                change.issue_ref,
-                add_labels=add,
-                remove_labels=remove,
-                close=change.state == changes.DONE,
+                ref, add_labels=add, remove_labels=remove, close=change.state == changes.DONE
             )
-        except AdapterError as exc:
-            raise DeliveryError(exc.shown()) from None
+
+
+# --- deviations ------------------------------------------------------------------------------
+
+
+class DeviationDelivery:
+    """A deviation's issue (`marvin.deviations`), with the binding Marvin checks; once it is
+    open, the production channel is told where it is and what approves it."""
+
+    def __init__(
+        self,
+        services: Services,
+        tracker: IncidentTracker | None = None,
+        *,
+        on_opened: Opened | None = None,
+    ) -> None:
+        self.services = services
+        self.tracker = tracker or incident_tracker(services)
+        self.on_opened = on_opened
+
+    def sinks(self) -> dict[str, Sink]:
+        return {deviations.OPEN: _Sink(self.open)}
+
+    async def open(self, payload: Mapping[str, Any], key: str) -> None:
+        services = self.services
+        settings = services.settings.flags
+        async with services.store.transaction() as session:
+            row = await session.get(Deviation, int(payload["deviation_id"]))
+            if row is None or row.issue_ref:
+                return  # nothing to open, or opened before (its answer was recorded)
+            tried = await tried_before(session, key)
+            marker, flag = row.marker, row.flag
+            new = NewIssue(
+                title=deviations.title(row),
+                description=deviations.description(
+                    row, settings.approval_labels[0], settings.deviation_valid_hours
+                ),
+                labels=("deviation", deviations.label_for(row.flag)),
+                author=row.requested_by,
+            )
+        with tracker_errors():
+            issue = await open_marked(self.tracker, marker, tried, new)
+        now = services.clock.now()
+        async with services.store.transaction(write=True) as session:
+            row = await session.get(Deviation, int(payload["deviation_id"]))
+            if row is None or row.issue_ref:
+                return
+            row.issue_ref, row.issue_url, row.opened_at = issue.ref, issue.url, now
+            text = (
+                f"Deviation issue {issue.url or issue.ref} for `{flag}` is open "
+                f"(asked by @{row.requested_by}: {row.value} in {', '.join(row.environments)}). "
+                f"It approves once labelled `{settings.approval_labels[0]}`, for "
+                f"{settings.deviation_valid_hours:g} hours"
+            )
+            announcement = Announcement(
+                channel_id=services.settings.production_channel.id,
+                text=text + ".",
+                fields={"flag": flag, "issue": issue.url or issue.ref, "by": row.requested_by},
+                idempotency_key=f"{deviations.key(row.id)}:announce",
+            )
+            await enqueue(
+                session,
+                kind=ANNOUNCE,
+                key=announcement.idempotency_key,
+                payload=announcement.model_dump(mode="json"),
+                now=now,
+            )
+        log.info("deviation.issue_opened", flag=flag, ref=issue.ref)
+        if self.on_opened is not None:
+            self.on_opened(flag, issue)
+
+
+# --- the loop --------------------------------------------------------------------------------
 
 
 def issue_sinks(
-    services: Services, tracker: IncidentTracker | None = None, *, on_linked: Linked | None = None
+    services: Services,
+    tracker: IncidentTracker | None = None,
+    *,
+    on_linked: Linked | None = None,
+    on_deviation: Opened | None = None,
 ) -> dict[str, Sink]:
-    """The sinks of the `issue:*` outbox kinds, for a worker of their own."""
+    """The sinks of every kind the issue loop delivers (`KINDS`)."""
     return {
         **IssueDelivery(services, tracker, on_linked=on_linked).sinks(),
         **FlagLogDelivery(services).sinks(),
-        **ChangeDelivery(services).sinks(),
+        **ChangeDelivery(services, tracker).sinks(),
+        **DeviationDelivery(services, tracker, on_opened=on_deviation).sinks(),
     }
 
 
@@ -542,53 +679,13 @@ def issue_worker(
     services: Services,
     *,
     on_linked: Linked | None = None,
-    also: Mapping[str, Sink] | None = None,
+    on_deviation: Opened | None = None,
 ) -> OutboxWorker:
     """The worker that delivers the tracker's issues and notes, apart from the chat's
-    announcements; `also`: more sinks for the same tracker (deviation issues)."""
+    announcements."""
     return OutboxWorker(
         services.store,
-        {**issue_sinks(services, on_linked=on_linked), **(also or {})},
+        issue_sinks(services, on_linked=on_linked, on_deviation=on_deviation),
         services.clock,
         max_attempts=ISSUE_MAX_ATTEMPTS,
-    )
-
-
-async def pending(store: Store) -> tuple[int, datetime | None]:
-    """How many issue messages are still to be delivered, and when the next one is due."""
-    async with store.transaction() as session:
-        count, due = (
-            await session.execute(
-                select(func.count(), func.min(OutboxMessage.next_attempt_at)).where(
-                    OutboxMessage.kind.in_(KINDS),
-                    OutboxMessage.status == "pending",
-                )
-            )
-        ).one()
-    return int(count or 0), (as_utc(due) if due is not None else None)
-
-
-async def drain(worker: OutboxWorker, store: Store, clock: Clock, *, seconds: float) -> int:
-    """Deliver issue messages as they fall due, for at most `seconds` (what a shell does
-    before it exits). Returns how many are still pending: `marvin serve` delivers them."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        await worker.deliver_due()
-        left, due = await pending(store)
-        remaining = deadline - loop.time()
-        if left == 0 or due is None or remaining <= 0:
-            return left
-        wait = max((due - clock.now()).total_seconds(), 0.05)
-        if wait > remaining:
-            return left
-        await asyncio.sleep(wait)
-
-
-def waiting_text(count: int) -> str | None:
-    if not count:
-        return None
-    return (
-        f"{count} incident issue update(s) could not be delivered yet; `marvin serve` will "
-        "deliver them (see `incident list`)."
     )

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from sqlalchemy import select, update
@@ -49,6 +49,7 @@ from marvin.commands.base import (
 )
 from marvin.commands.confirm import AlreadySpent, spend
 from marvin.commands.on_environment import OnEnvironment
+from marvin.facts import fetch
 from marvin.facts import gather as gather_facts
 from marvin.flags import Environment
 from marvin.grammar import Parsed, UsageError, parse, without_options
@@ -61,7 +62,9 @@ from marvin.models import (
     ReplyKind,
 )
 from marvin.outbox import ANNOUNCE, enqueue
-from marvin.policies import GATES, POLICIES, Decision, Gate, GateRequest, Policy, Request
+from marvin.policies import FAILED_CLOSED as FAILED_CLOSED  # where it was always read
+from marvin.policies import GATES, POLICIES, Gate, GateRequest, Policy, Request, judge_all, registry
+from marvin.policies import decide as _decide
 from marvin.policies.roles import meets
 from marvin.services import Services
 from marvin.spec import CommandSpec, Registry
@@ -69,11 +72,9 @@ from marvin.store.tables import Account, Approval, AuditRecord, Confirmation
 
 log = structlog.get_logger(__name__)
 
-FAILED_CLOSED = "A safety check could not run, so I stopped here; nothing was changed."
 CONFIRM_WITHIN = timedelta(minutes=5)
 # A change re-planned this often because the state kept moving under it gives up.
 MAX_ATTEMPTS = 10
-R = TypeVar("R")
 
 
 class Pipeline:
@@ -343,10 +344,14 @@ class Pipeline:
                     plan,
                     ctx.facts,
                 )
-                verdict = self._judge(request)
+                verdict = judge_all(self.policies, request)
                 if isinstance(verdict, tuple):
                     return await answer.denied(spec, *verdict)
                 notes = verdict
+            elif spec.needs is not None:
+                stale = await self._registry_stale(spec, plan, ctx)
+                if stale is not None:
+                    return await answer.denied(spec, registry.NAME, stale)
             deviation = self._needs_approval(plan)
             if deviation and not answer.inv.approval:
                 return await self._ask_approval(answer, spec.name, plan, deviation, ctx.now)
@@ -397,25 +402,16 @@ class Pipeline:
         ctx.facts = facts
         return plan
 
-    def _judge(self, request: Request) -> list[str] | tuple[str, str]:
-        """The notes of every policy that allowed, or (policy, reason) of the first deny."""
-        notes: list[str] = []
-        for policy in self.policies:
-            if not isinstance(request.plan, policy.judges):
-                if policy.mandatory:
-                    # A change this policy doesn't understand is a change it can't allow.
-                    return policy.name, (
-                        f"I can't check this change against the {policy.name} rule, so I "
-                        "didn't make it."
-                    )
-                continue
-            decision = _decide(policy.name, policy.check, request)
-            if not decision.allowed:
-                log.info("command.denied", command=request.spec.name, policy=policy.name)
-                return policy.name, decision.reason
-            if decision.note:
-                notes.append(decision.note)
-        return notes
+    async def _registry_stale(self, spec: CommandSpec, plan: Change, ctx: Context) -> str | None:
+        """A command allowed on a role or grant read from the registry, that is no production
+        change (whose policies judge this among its other facts): refused, as a production
+        change is, when the registry is too old to say who holds that role."""
+        fact = await fetch(self.services.directory.freshness())
+        settings = self.services.settings
+        decision = _decide(
+            registry.NAME, lambda p: registry.judge_needs(spec, p, fact, ctx.now, settings), plan
+        )
+        return None if decision.allowed else decision.reason
 
     async def _commit(
         self, answer: Answer, spec: CommandSpec, plan: Change, ctx: Context, notes: list[str]
@@ -619,16 +615,6 @@ def only_environment(text: str, envs: str | Sequence[str], environments: Iterabl
 
 def _and(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def _decide(name: str, check: Callable[[R], Decision], req: R) -> Decision:
-    try:
-        decision = check(req)
-    except Exception:
-        # A check that cannot run must not let the change through (fail closed).
-        log.exception("policy.failed", policy=name)
-        return Decision.deny(FAILED_CLOSED)
-    return decision
 
 
 class Answer:

@@ -15,9 +15,7 @@ from typing import Any, TextIO
 import structlog
 
 from marvin.access import sync as access_sync
-from marvin.adapters.issues import Issue
 from marvin.deploys.scheduler import DeployScheduler
-from marvin.deviation_delivery import deviation_sinks
 from marvin.logs import redact_text
 from marvin.models import Invocation, Place, Reply
 from marvin.outbox import ANNOUNCE, OutboxWorker, Sink
@@ -69,8 +67,6 @@ class Shell:
         # running `marvin serve` posts them; the shell leaves them in the outbox for it.
         self.chat = services.settings.production_channel.chat_in_use()
         sinks: dict[str, Sink] = {ANNOUNCE: TerminalChannel()} if self.chat == "none" else {}
-        # A deviation's issue is opened right away, so its reference can be shown.
-        sinks.update(deviation_sinks(services, on_opened=self._deviation_opened))
         self.outbox = OutboxWorker(services.store, sinks, services.clock)
         # Posting to Slack itself needs its token (the CLI builds those sinks when it has it).
         self.chat_sinks: ChatSinks | None = (
@@ -79,7 +75,7 @@ class Shell:
         self.delivery: ShellDelivery | None = None
         # The delivery thread prints too (an issue's link): one line at a time.
         self._writing = threading.Lock()
-        # The shell is a replica too: due deploy slots are announced and started after each
+        # The shell is a replica too: due deploy slots are announced and started after a
         # command (claimed like any replica's, so a running `marvin serve` never doubles it).
         self.scheduler = DeployScheduler(services, replica_id())
         self._registry_checked = False
@@ -116,16 +112,6 @@ class Shell:
             stream.write(text + "\n")
             stream.flush()
 
-    def _deviation_opened(self, flag: str, issue: Issue) -> None:
-        if self.as_json:
-            return  # one reply a line; `marvin issue list` shows it
-        label = self.services.settings.flags.approval_labels[0]
-        self.out.write(
-            f"📋 Deviation issue {issue.ref} for `{flag}` is open"
-            f"{f': {issue.url}' if issue.url else ''}; it approves once labelled `{label}`.\n"
-        )
-        self.out.flush()
-
     def invocation(self, text: str) -> Invocation:
         domain = self.services.settings.shell.email_domain
         return Invocation(
@@ -156,6 +142,10 @@ class Shell:
 
     async def _deploys(self) -> None:
         try:
+            # One short read first: a round (and the GitLab calls it makes) runs only when
+            # a slot is due or its pipeline running, not after every `help`.
+            if not await self.scheduler.pending():
+                return
             said = await self.scheduler.tick()
         except Exception:
             log.exception("shell.deploy_scheduler_failed")

@@ -5,16 +5,17 @@ terminal's), so its deliveries cannot be tasks of that loop: they run in a threa
 event loop and database connections of their own. Each kind of delivery has its own loop
 there, as in `marvin serve` (a GitLab outage never holds up the chat's announcements).
 
-When the shell exits, the loops go on for a bounded wait (`shell.drain_seconds`) while
-anything is still due within it; what is left then stays in the outbox, where
-`marvin serve` delivers it, and the shell says how much.
+When the shell exits, the loops' messages are delivered together (`drain`: an issue opened
+brings its announcement) for a bounded wait (`shell.drain_seconds`) while anything is still
+due within it; what is left then stays in the outbox, where `marvin serve` delivers it, and
+the shell says how much.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
 import structlog
@@ -49,22 +50,67 @@ def served_kinds() -> tuple[str, ...]:
     return (*ISSUE_KINDS, ANNOUNCE, dm_kind("slack"))
 
 
-async def pending_since(
-    store: Store, since: datetime, kinds: Collection[str]
+async def pending(
+    store: Store, kinds: Collection[str], *, since: datetime | None = None
 ) -> tuple[int, datetime | None]:
-    """How many messages of `kinds` written since `since` are still to be delivered, and
+    """How many messages of `kinds` (written since `since`) are still to be delivered, and
     when the next of them is due."""
+    query = select(func.count(), func.min(OutboxMessage.next_attempt_at)).where(
+        OutboxMessage.status == "pending", OutboxMessage.kind.in_(list(kinds))
+    )
+    if since is not None:
+        query = query.where(OutboxMessage.created_at >= since)
     async with store.transaction() as session:
-        count, due = (
-            await session.execute(
-                select(func.count(), func.min(OutboxMessage.next_attempt_at)).where(
-                    OutboxMessage.status == "pending",
-                    OutboxMessage.kind.in_(list(kinds)),
-                    OutboxMessage.created_at >= since,
-                )
-            )
-        ).one()
+        count, due = (await session.execute(query)).one()
     return int(count or 0), (as_utc(due) if due is not None else None)
+
+
+async def _round(worker: OutboxWorker) -> None:
+    try:
+        await worker.deliver_due()
+    except Exception as exc:
+        # The database failing: the messages stay, for the next round or for serve. One
+        # line where the person types; the traceback only at debug.
+        log.warning("shell.delivery_round_failed", error=f"{type(exc).__name__}: {exc}")
+        log.debug("shell.delivery_round_failed_detail", exc_info=True)
+
+
+async def _wait(worker: OutboxWorker, seconds: float) -> None:
+    """Until something is written for `worker` (`wake`), or `seconds` have passed."""
+    try:
+        await asyncio.wait_for(worker.wakeup.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+    worker.wakeup.clear()
+
+
+async def drain(
+    workers: Sequence[OutboxWorker],
+    store: Store,
+    clock: Clock,
+    *,
+    seconds: float,
+    kinds: Collection[str],
+    since: datetime | None = None,
+) -> int:
+    """Deliver the `workers`' messages as they fall due, for at most `seconds` and while any
+    of `kinds` (written since `since`) is due within them: what a shell does before it
+    exits. Returns how many of `kinds` are still pending (`marvin serve` delivers them)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        # Rounds side by side, and looked at after all of them: one loop's delivery (an
+        # issue opened) writes for another (its announcement), and a message in flight
+        # looks due only when its claim runs out.
+        await asyncio.gather(*(_round(worker) for worker in workers))
+        left, due = await pending(store, kinds, since=since)
+        remaining = deadline - loop.time()
+        if not left or due is None or remaining <= 0:
+            return left
+        wait = max((due - clock.now()).total_seconds(), 0.05)
+        if wait > remaining:
+            return left
+        await asyncio.sleep(min(wait, POLL_SECONDS))
 
 
 def pending_text(count: int) -> str | None:
@@ -150,16 +196,24 @@ class ShellDelivery:
             self._wakeups = [worker.wakeup for worker in workers]
             self._loop = asyncio.get_running_loop()
             self._ready.set()
-            kinds = [kind for worker in workers for kind in worker.kinds]
-            await asyncio.gather(*(self._deliver(services.store, w, kinds) for w in workers))
-            self._left = (await pending_since(services.store, self.since, served_kinds()))[0]
+            await asyncio.gather(*(self._deliver(worker) for worker in workers))
+            assert self._deadline is not None  # (what ends the loops)
+            await drain(
+                workers,
+                services.store,
+                self.clock,
+                seconds=self._deadline - self._loop.time(),
+                kinds=[kind for worker in workers for kind in worker.kinds],
+                since=self.since,
+            )
+            self._left = (await pending(services.store, served_kinds(), since=self.since))[0]
         finally:
             result = self._close(services)
             if asyncio.iscoroutine(result):
                 await result
 
     def _workers(self, services: Services) -> list[OutboxWorker]:
-        issues = issue_worker(services, on_linked=self._linked)
+        issues = issue_worker(services, on_linked=self._linked, on_deviation=self._deviation)
         workers = [issues]
         if self._chat_sinks is not None:
             workers.append(OutboxWorker(services.store, self._chat_sinks(services), services.clock))
@@ -169,30 +223,16 @@ class ShellDelivery:
         link = issue.url or issue.ref
         self._notify(f"📎 {shown_ref(incident).capitalize()} has its issue: {link}")
 
-    async def _deliver(self, store: Store, worker: OutboxWorker, kinds: list[str]) -> None:
-        """One kind of delivery's loop. Finishing, it goes on while anything of the shell's
-        (`kinds`: every loop's) is due in time: a delivered issue brings an announcement."""
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                await worker.deliver_due()
-            except Exception as exc:
-                # The database failing: the messages stay, for the next round or for serve.
-                # One line where the person types; the traceback only at debug.
-                log.warning("shell.delivery_round_failed", error=f"{type(exc).__name__}: {exc}")
-                log.debug("shell.delivery_round_failed_detail", exc_info=True)
-            wait = POLL_SECONDS
-            if self._deadline is not None:
-                remaining = self._deadline - loop.time()
-                left, due = await pending_since(store, self.since, kinds)
-                if not left or due is None or remaining <= 0:
-                    return
-                wait = max((due - self.clock.now()).total_seconds(), 0.05)
-                if wait > remaining:
-                    return
-                wait = min(wait, POLL_SECONDS)
-            try:
-                await asyncio.wait_for(worker.wakeup.wait(), timeout=wait)
-            except TimeoutError:
-                pass
-            worker.wakeup.clear()
+    def _deviation(self, flag: str, issue: Issue) -> None:
+        label = self.settings.flags.approval_labels[0]
+        self._notify(
+            f"📋 Deviation issue {issue.ref} for `{flag}` is open"
+            f"{f': {issue.url}' if issue.url else ''}; it approves once labelled `{label}`."
+        )
+
+    async def _deliver(self, worker: OutboxWorker) -> None:
+        """One kind of delivery's loop while the shell runs (a GitLab outage never holds up
+        the chat's): until it finishes, when `drain` takes over every loop's."""
+        while self._deadline is None:
+            await _round(worker)
+            await _wait(worker, POLL_SECONDS)

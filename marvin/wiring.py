@@ -174,6 +174,12 @@ def backend_problems(settings: Settings) -> list[str]:
             "issues.project: issues live in GitLab, so set gitlab.url and issues.project "
             "(the infrastructure tracker, by path or id)"
         )
+    if settings.deploys.gitlab_project and not settings.gitlab.url:
+        # Else the project's freeze periods would silently not count.
+        problems.append(
+            "gitlab.url: deploys.gitlab_project's freeze periods and pipeline are in GitLab, "
+            "so say which GitLab"
+        )
     directory = settings.directory
     if directory.backend == "gitlab":
         if not settings.gitlab.url:

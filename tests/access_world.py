@@ -10,7 +10,7 @@ import pytest
 
 from marvin.access import sync
 from tests.fakes.gitlab import FakeGitLab
-from tests.harness import Bot, make_bot
+from tests.harness import Bot
 
 TOKEN = "glpat-marvin-access"
 TRACKER = "gl-infra/infrastructure"
@@ -61,20 +61,10 @@ async def gitlab() -> AsyncIterator[FakeGitLab]:
 
 
 @pytest.fixture
-async def make(
-    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Callable[..., Bot]]:
+def make(bot_factory: Callable[..., Bot], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Bot]:
+    """`bot_factory`, with Marvin's token in the environment, where GitLab's is read from."""
     monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
-    made: list[Bot] = []
-
-    def factory(**sections: Any) -> Bot:
-        bot = make_bot(sqlite_url, **sections)
-        made.append(bot)
-        return bot
-
-    yield factory
-    for bot in made:
-        await bot.services.store.dispose()
+    return bot_factory
 
 
 @pytest.fixture

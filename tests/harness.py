@@ -10,7 +10,7 @@ import copy
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import yaml
 from sqlalchemy import select
@@ -19,10 +19,9 @@ from marvin import issue_delivery
 from marvin.adapters.issues import LocalIssueTracker
 from marvin.clock import FrozenClock
 from marvin.config import Settings, _load_directory_file
-from marvin.deviation_delivery import deviation_sinks
 from marvin.models import Invocation, Place, Reply
-from marvin.outbox import OutboxWorker
 from marvin.services import Services
+from marvin.shell_delivery import pending
 from marvin.store.tables import Base, Deviation, Incident, LocalIssue
 from marvin.wiring import build_pipeline, build_services
 
@@ -107,15 +106,12 @@ class Bot:
             await session.flush()
             return f"#{issue.id}"
 
-    async def deviation(
-        self, who: str, args: str, *, approve: bool = True, by: str = "alice"
-    ) -> str:
-        """`feature deviate <args>` as `who`, the issue opened (the outbox delivered) and, if
-        `approve`, labelled approved by `by` now: the issue's reference."""
+    async def deviation(self, who: str, args: str, *, approve: bool = True) -> str:
+        """`feature deviate <args>` as `who`, the issue opened (the tracker's loop delivered)
+        and, if `approve`, labelled approved now: the issue's reference."""
         reply = await self.say(who, f"feature deviate {args}")
         assert reply.ok, reply.text
-        worker = OutboxWorker(self.services.store, deviation_sinks(self.services), self.clock)
-        assert await worker.deliver_due() >= 1
+        await deliver_issues(self)
         async with self.services.store.transaction() as session:
             row = (
                 await session.scalars(select(Deviation).order_by(Deviation.id.desc()).limit(1))
@@ -148,17 +144,27 @@ def make_bot(url: str, **sections: Any) -> Bot:
     return Bot(services, clock)
 
 
-async def deliver_issues(bot: Bot, rounds: int = 20) -> int:
-    """Run the tracker's outbox loop as `serve` would, moving the clock to each retry, until
-    nothing is due; how many deliveries are still pending."""
-    issues = issue_delivery.issue_worker(bot.services)
+class Served(Protocol):
+    """A bot of the harness, or `marvin serve`'s (a Slack rig's `rig.bot`)."""
+
+    @property
+    def services(self) -> Services: ...
+
+
+async def deliver_issues(bot: Served, rounds: int = 20) -> int:
+    """Run the tracker's outbox loop as `serve` would, moving the (frozen) clock to each
+    retry, until nothing is due; how many deliveries are still pending."""
+    services = bot.services
+    clock = services.clock
+    assert isinstance(clock, FrozenClock)
+    issues = issue_delivery.issue_worker(services)
     for _ in range(rounds):
         await issues.deliver_due()
-        left, due = await issue_delivery.pending(bot.services.store)
+        left, due = await pending(services.store, issue_delivery.KINDS)
         if not left or due is None:
             return left
-        bot.clock.set(max(due, bot.clock.now()))
-    return (await issue_delivery.pending(bot.services.store))[0]
+        clock.set(max(due, clock.now()))
+    return (await pending(services.store, issue_delivery.KINDS))[0]
 
 
 async def said_ok(bot: Bot, who: str, text: str) -> str:

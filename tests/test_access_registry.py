@@ -5,6 +5,7 @@ production changes, and a GitLab outage during a sync keeps the old mirror."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -12,7 +13,14 @@ from marvin.access import sync
 from marvin.adapters.directory import FileDirectory
 from marvin.adapters.gitlab import GitLabClient
 from marvin.adapters.gitlab_groups import GitLabGroups
-from marvin.store.tables import AuditRecord, DirectoryMember, DirectorySync, OutboxMessage
+from marvin.store.tables import (
+    Account,
+    AuditRecord,
+    DirectoryMember,
+    DirectorySync,
+    Grant,
+    OutboxMessage,
+)
 from tests.access_world import GROUPS, MANY, TOKEN, gitlab, gitlab_bot, make, sections
 from tests.fakes.gitlab import FakeGitLab
 from tests.harness import Bot, make_settings
@@ -132,16 +140,77 @@ async def test_the_mirror_answers_who_and_how(gitlab_bot: Bot) -> None:
 
 
 async def test_commands_read_the_mirror_not_gitlab(gitlab_bot: Bot, gitlab: FakeGitLab) -> None:
+    await gitlab_bot.say("alice", "whoami")  # linked on first contact (one look-up)
     gitlab.reset_calls()
     assert (await gitlab_bot.say("alice", "access check @erin")).ok
     assert (await gitlab_bot.say("alice", "feature set new_nav true --staging")).ok
     assert gitlab.calls() == []
 
 
-async def test_first_contact_links_by_email_in_the_mirror(gitlab_bot: Bot) -> None:
+async def test_first_contact_links_by_email_in_the_mirror(
+    gitlab_bot: Bot, gitlab: FakeGitLab
+) -> None:
+    """GitLab's member entities carry no primary e-mail: a member's first contact asks
+    `/users?search=` whose it is, once, and their roles come from the mirror."""
+    gitlab.reset_calls()
     reply = await gitlab_bot.say("alice", "access mine")
     assert "linked to GitLab user alice" in reply.text
     assert "production, through GitLab group gl-infra/production-engineers" in reply.text
+    assert [c.path for c in gitlab.calls()] == ["/users"]
+    assert (await gitlab_bot.say("alice", "access mine")).ok
+    assert len(gitlab.calls()) == 1
+
+
+async def test_a_member_with_a_public_email_links_without_asking_gitlab(
+    make: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    gitlab.user("erin").public_email = "erin@example.com"
+    bot = make(**sections(gitlab))
+    await sync.run(bot.services)
+    gitlab.reset_calls()
+    reply = await bot.say("erin", "access mine")
+    assert "support, through GitLab group gl-infra/support" in reply.text
+    assert gitlab.calls() == []
+
+
+async def test_a_stranger_costs_one_gitlab_lookup_per_sync(
+    gitlab_bot: Bot, gitlab: FakeGitLab
+) -> None:
+    """Every message of an account linked to nobody looks for its e-mail again; GitLab's
+    "nobody" holds until the groups are read again."""
+    bot = gitlab_bot
+    gitlab.reset_calls()
+    for _ in range(3):
+        reply = await bot.say("stranger", "whoami")
+        assert "You're not in the roles registry yet" in reply.text
+    assert len(gitlab.calls("GET /users")) == 1
+    bot.clock.advance(minutes=15)
+    await sync.run(bot.services)
+    gitlab.add_user("stranger")  # joined GitLab meanwhile
+    reply = await bot.say("stranger", "whoami")
+    assert "GitLab user: stranger." in reply.text
+    assert len(gitlab.calls("GET /users")) == 2
+
+
+async def test_who_reads_the_mirror_once(gitlab_bot: Bot) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "directory_members" in statement:
+            statements.append(statement)
+
+    engine = gitlab_bot.services.store.engine.sync_engine
+    await gitlab_bot.say("carol", "whoami")
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        reply = await gitlab_bot.say("carol", "access who")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert reply.ok and "@zed (Zed)" in reply.text
+    # The caller's own entry, then everyone once for every role.
+    assert len(statements) == 2, statements
 
 
 async def test_a_stale_mirror_refuses_production_changes(gitlab_bot: Bot) -> None:
@@ -163,12 +232,30 @@ async def test_a_mirror_that_never_synced_refuses(
     bot = make(**sections(gitlab))
     reply = await bot.say("carol", "access who production")
     assert "never synced" in reply.text and "@alice" not in reply.text
+    # carol's grant was given in Marvin (before the mirror's data went): the roles let her
+    # change a flag, the registry rule does not while it can't say who may.
+    await bot.say("carol", "whoami")
+    (account,) = await bot.rows(Account, Account.directory_handle == "carol")
+    async with bot.services.store.transaction(write=True) as session:
+        session.add(
+            Grant(
+                account_id=account.id,
+                name="feature_flags",
+                granted_by="alice",
+                created_at=bot.clock.now(),
+            )
+        )
+    change = await bot.say("carol", "feature set new_nav true --staging")
+    assert not change.ok and change.denied_by == "registry", change.text
+    assert "has never synced" in change.text
 
 
 async def test_gitlab_down_during_a_sync_keeps_the_old_mirror(
     gitlab_bot: Bot, gitlab: FakeGitLab
 ) -> None:
     bot = gitlab_bot
+    for who in ("alice", "carol"):
+        await bot.say(who, "whoami")  # known before GitLab goes down
     bot.clock.advance(minutes=30)
     await gitlab.down()
     freshness = await sync.run(bot.services)
@@ -207,8 +294,34 @@ async def test_refresh_syncs_now_and_is_announced(gitlab_bot: Bot, gitlab: FakeG
     assert [a.outcome for a in audited] == ["allowed"]
 
 
+async def test_refresh_takes_the_grants_of_people_gitlab_blocked(
+    gitlab_bot: Bot, gitlab: FakeGitLab
+) -> None:
+    """`access refresh` is the sync job run now: being blocked in GitLab ends the grants
+    given in Marvin there too, audited and announced."""
+    bot = gitlab_bot
+    assert "GitLab user: carol." in (await bot.say("carol", "whoami")).text  # by her e-mail
+    ref = await bot.add_issue("Access request", ["access request"])
+    assert (await bot.say("alice", f"access grant feature_flags @carol --issue {ref}")).ok
+    assert (await bot.say("carol", "feature set new_nav true --staging")).ok
+    gitlab.block_user("carol")
+    reply = await bot.say("alice", "access refresh")
+    assert reply.ok, reply.text
+    assert "GitLab no longer lists @carol as active, so I revoked the grants" in reply.text
+    (grant,) = await bot.rows(Grant)
+    assert grant.revoked_at is not None and grant.revoked_by == "GitLab user blocked"
+    assert (await bot.say("carol", "feature set new_nav false --staging")).denied_by == "roles"
+    [record] = await bot.rows(AuditRecord, AuditRecord.outcome == "grant_revoked")
+    assert record.reason == "GitLab user blocked"
+    announced = [m.payload["text"] for m in await bot.rows(OutboxMessage)]
+    assert "`feature_flags` of @carol revoked: GitLab user blocked (the roles registry's sync)" in (
+        announced
+    )
+
+
 async def test_refresh_while_gitlab_is_down(gitlab_bot: Bot, gitlab: FakeGitLab) -> None:
     bot = gitlab_bot
+    await bot.say("alice", "whoami")  # known before GitLab goes down
     bot.clock.advance(minutes=10)
     await gitlab.down("503")
     reply = await bot.say("alice", "access refresh")
@@ -271,3 +384,47 @@ async def test_who_lists_grants_besides_roles(bot: Bot) -> None:
     assert "*Grants given through Marvin*\n  • @carol: `feature_flags` granted by @alice" in (
         reply.text
     )
+
+
+# --- the registry rule for commands allowed on a role -----------------------------------------
+
+
+async def test_the_registry_rule_judges_commands_allowed_on_a_role(gitlab_bot: Bot) -> None:
+    from marvin.commands.access_grants import RevokePlan
+    from marvin.commands.access_queries import RefreshPlan
+    from marvin.facts import Known
+    from marvin.policies.registry import judge_needs
+
+    bot = gitlab_bot
+    specs = {s.name: s for s in bot.pipeline.registry.specs}
+    fresh = Known(await bot.services.directory.freshness())
+    revoke = RevokePlan("feature_flags", "carol", (1,))
+    later = bot.clock.now() + timedelta(minutes=61)
+    settings = bot.settings
+    assert judge_needs(specs["access revoke"], revoke, fresh, bot.clock.now(), settings).allowed
+    stale = judge_needs(specs["access revoke"], revoke, fresh, later, settings)
+    assert not stale.allowed
+    assert "more than the 60 minutes allowed, so I can't be sure who may use `access revoke`" in (
+        stale.reason
+    )
+    # A sync is what a stale mirror calls for; a command allowed to anyone rests on no role.
+    refresh = RefreshPlan(sync.Snapshot(()))
+    assert judge_needs(specs["access refresh"], refresh, fresh, later, settings).allowed
+    assert judge_needs(specs["access request"], revoke, fresh, later, settings).allowed
+
+
+async def test_a_stale_mirror_refuses_what_the_production_role_is_needed_for(
+    gitlab_bot: Bot,
+) -> None:
+    bot = gitlab_bot
+    for who in ("alice", "carol", "stranger"):
+        await bot.say(who, "whoami")
+    assert (await bot.say("stranger", "account link carol")).ok
+    ref = await bot.add_issue("Access request", ["access request"])
+    assert (await bot.say("alice", f"access grant feature_flags @carol --issue {ref}")).ok
+    bot.clock.advance(minutes=61)
+    changes = ("account confirm 1", "access reviewed @erin", "access revoke feature_flags @carol")
+    for text in changes:
+        reply = await bot.say("alice", text)
+        assert reply.denied_by == "registry", (text, reply.text)
+    assert (await bot.say("alice", "access refresh")).ok

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from marvin import issue_delivery
 from marvin.store.tables import ChangeRequest, LocalIssue
 from tests.fakes.gitlab import FakeGitLab
 from tests.harness import Bot, deliver_issues, make_bot, said_ok
@@ -168,3 +169,24 @@ async def test_the_embedded_tracker_holds_change_issues_too(make: Callable[..., 
     [issue] = await bot.rows(LocalIssue)
     assert issue.state == "closed" and "## Change summary" in issue.description
     assert set(issue.labels) == {"change", "C2", "change::complete"}
+
+
+async def test_an_issue_that_cannot_be_opened_says_why_in_the_list(
+    make: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = make(**on_gitlab(gitlab))
+    await said_ok(bot, "bob", UPGRADE)
+    listed = await said_ok(bot, "bob", "change list")
+    assert listed.endswith("Issue: on its way to the tracker")  # waiting is no news
+    await gitlab.down()
+    assert await issue_delivery.issue_worker(bot.services).deliver_due() == 0
+    listed = await said_ok(bot, "bob", "change list")
+    assert "Issue: on its way to the tracker (the issue waiting; last error: GitLab" in listed
+    started = await said_ok(bot, "bob", "change start 1")
+    assert "(the issue waiting; last error: GitLab" in started
+    await gitlab.up()
+    bot.clock.advance(seconds=60)
+    assert await deliver_issues(bot) == 0
+    listed = await said_ok(bot, "bob", "change list")
+    assert f"Issue: {gitlab.external_url}/{TRACKER}/-/issues/1" in listed
+    assert "waiting" not in listed

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import icalendar
@@ -107,15 +108,41 @@ async def test_the_feed_holds_slots_freezes_and_locks(
     gitlab_freezes = [
         e for e in calendar.walk("VEVENT") if str(e["SUMMARY"]).startswith("GitLab freeze")
     ]
-    assert len(gitlab_freezes) == 8
-    # Friday 23:00 in Berlin (CET) is 22:00 UTC; Monday 07:00 is 06:00 UTC.
-    first = min(gitlab_freezes, key=lambda e: e["DTSTART"].dt)
-    assert first["DTSTART"].dt == datetime(2026, 3, 6, 22, 0, tzinfo=UTC)
-    assert first["DTEND"].dt == datetime(2026, 3, 9, 6, 0, tzinfo=UTC)
-    # After the clocks change (2026-03-29) the same local times are an hour earlier in UTC.
-    later = sorted(e["DTSTART"].dt for e in gitlab_freezes)
-    assert datetime(2026, 4, 3, 21, 0, tzinfo=UTC) in later
+    # Eight weekends in a row, none skipped: every Friday 23:00 to Monday 07:00 in Berlin,
+    # which is 22:00 and 06:00 UTC in winter (CET) and an hour earlier after the clocks
+    # change on 2026-03-29 (CEST).
+    berlin = ZoneInfo("Europe/Berlin")
+    friday = datetime(2026, 3, 6, 23, 0, tzinfo=berlin)
+    monday = datetime(2026, 3, 9, 7, 0, tzinfo=berlin)
+    shown = sorted((e["DTSTART"].dt, e["DTEND"].dt) for e in gitlab_freezes)
+    assert shown == [(friday + timedelta(weeks=i), monday + timedelta(weeks=i)) for i in range(8)]
+    assert shown[0] == (
+        datetime(2026, 3, 6, 22, 0, tzinfo=UTC),
+        datetime(2026, 3, 9, 6, 0, tzinfo=UTC),
+    )
+    assert datetime(2026, 4, 3, 21, 0, tzinfo=UTC) == shown[4][0]
     assert len({str(e["UID"]) for e in calendar.walk("VEVENT")}) == len(calendar.walk("VEVENT"))
+
+
+async def test_a_daily_freeze_period_is_in_the_feed_every_day(
+    bot: Bot, feed: Feed, gitlab: FakeGitLab
+) -> None:
+    # An hour a day in Berlin: its end is its start plus Berlin's offset from UTC, which a
+    # next start looked for in UTC from the last end skipped every other day.
+    gitlab.add_freeze_period(PROJECT, "0 6 * * *", "0 7 * * *", "Europe/Berlin")
+    # And one croniter can't evaluate, which is left out rather than failing the feed.
+    gitlab.add_freeze_period(PROJECT, "0 9 31 2 *", "0 17 31 2 *", "UTC")
+    status, _, body = await feed.get(f"?token={FEED_TOKEN}")
+    assert status == 200
+    calendar = icalendar.Calendar.from_ical(body)
+    starts = sorted(
+        e["DTSTART"].dt
+        for e in calendar.walk("VEVENT")
+        if str(e["SUMMARY"]).startswith("GitLab freeze")
+    )
+    # It's 10:00 UTC on 2026-03-02: today's is over, the next is tomorrow 06:00 CET.
+    first = datetime(2026, 3, 3, 6, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert starts == [first + timedelta(days=i) for i in range(8)]
 
 
 @pytest.mark.parametrize(

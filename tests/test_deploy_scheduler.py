@@ -15,9 +15,9 @@ import pytest
 from marvin.adapters.gitlab_deploys import KEY_VARIABLE
 from marvin.deploys.scheduler import DeployScheduler
 from marvin.store.tables import DeploySlot, OutboxMessage
-from marvin.wiring import close
+from marvin.wiring import backend_problems, close
 from tests.fakes.gitlab import FakeGitLab
-from tests.harness import Bot, make_bot
+from tests.harness import Bot, make_bot, make_settings
 
 TOKEN = "glpat-marvin-deployer"
 PROJECT = "web/app"
@@ -41,11 +41,12 @@ async def replicas(
     monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
     made: list[Bot] = []
 
-    def factory(**deploys: Any) -> Bot:
+    def factory(*, sections: dict[str, Any] | None = None, **deploys: Any) -> Bot:
         bot = make_bot(
             db_url,
             gitlab={"url": gitlab.url, "timeout_seconds": 1},
             deploys={"gitlab_project": PROJECT, **deploys},
+            **(sections or {}),
         )
         made.append(bot)
         return bot
@@ -272,3 +273,153 @@ async def test_unknown_freeze_periods_fail_closed(
     assert "I couldn't read GitLab's freeze periods" in refused.text
     await gitlab.up()
     assert (await bot.say("dave", "deploy schedule production v1 at 16:00")).ok
+
+
+async def test_a_cancel_after_a_claim_is_not_written_over_by_it(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = replicas(auto_start=True)
+    await book(bot)
+    bot.clock.set(DUE)
+    run = scheduler(bot, "a")
+    claimed = await run._claim(1, "scheduled")
+    assert claimed is not None
+    # dave cancels while the replica judges the slot it claimed.
+    assert (await bot.say("dave", "deploy cancel 1")).ok
+    await run._fire(*claimed)
+    stored = await slot(bot)
+    assert stored.state == "cancelled"
+    assert stored.claimed_by is None  # let go by the cancel
+    assert await said(bot, "deploy-due") == []
+    await run.tick()
+    assert gitlab.pipelines(PROJECT) == []
+
+
+async def test_a_deploy_done_by_hand_is_not_written_over_by_the_pipelines_outcome(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = replicas(auto_start=True)
+    await book(bot)
+    bot.clock.set(DUE)
+    run = scheduler(bot, "a")
+    await run.tick()
+    [pipeline] = gitlab.pipelines(PROJECT)
+    assert (await slot(bot)).state == "started"
+    claimed = await run._claim(1, "started")
+    assert claimed is not None
+    assert (await bot.say("dave", 'deploy done 1 --failed "rolled back by hand"')).ok
+    gitlab.set_pipeline_status(PROJECT, pipeline.id, "success")
+    await run._follow(*claimed)
+    stored = await slot(bot)
+    assert (stored.state, stored.outcome_reason) == ("failed", "rolled back by hand")
+    assert await said(bot, "deploy-outcome") == []
+
+
+async def test_a_pipeline_gitlab_refuses_to_start_hands_the_environment_on(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = replicas(auto_start=True)
+    assert (await bot.say("dave", "deploy queue production v1.42.0")).ok
+    assert (await bot.say("carol", "deploy queue production v1.43.0")).ok
+    await book(bot)
+    bot.clock.set(DUE)
+    gitlab.fail_next("POST /projects/*/pipeline", 400)
+    await scheduler(bot, "a").tick()
+    stored = await slot(bot)
+    assert stored.state == "failed" and stored.finished_at is not None
+    [failed] = await said(bot, "deploy-pipeline")
+    assert "GitLab didn't start its pipeline" in failed
+    assert len(await said(bot, "deploy-queue-turn")) == 2  # dave when he joined, then carol
+    # The channel reads how dave's turn ended, then whose it is.
+    assert (await said(bot))[-2:] == [
+        failed,
+        "@carol, it's your turn at production (v1.43.0): book your slot with `deploy schedule "
+        "production <version> at <time>`, and `deploy unqueue production` when you're done.",
+    ]
+    assert "production: 1. @carol (v1.43.0)" in (await bot.say("dave", "deploy queue")).text
+
+
+async def test_a_due_slot_is_judged_by_every_policy_deploy_start_is(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    freeze = {
+        "name": "Board meeting",
+        "starts_at": "2026-03-02T14:00:00Z",
+        "ends_at": "2026-03-02T16:00:00Z",
+        "environments": ["production"],
+    }
+    bot = replicas(auto_start=True, sections={"change_lock": {"freezes": [freeze]}})
+    await book(bot)  # booking lowers nothing: the change lock lets it through
+    bot.clock.set(DUE)
+    by_hand = await bot.say("dave", "deploy start 1")
+    assert not by_hand.ok and by_hand.denied_by == "change_lock"
+    await scheduler(bot, "a").tick()
+    [due] = await said(bot, "deploy-due")
+    assert "It won't start: Changes to production are locked" in due
+    assert "the change freeze “Board meeting” lasts until 2026-03-02 16:00 UTC" in due
+    assert (await slot(bot)).state == "refused"
+    assert gitlab.pipelines(PROJECT) == []
+
+
+async def test_a_due_slot_is_refused_during_a_blocking_incident(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = replicas(auto_start=True)
+    await book(bot)
+    await bot.open_incident(1, "Checkout down")
+    bot.clock.set(DUE)
+    await scheduler(bot, "a").tick()
+    [due] = await said(bot, "deploy-due")
+    assert "It won't start: Production takes no deploys then" in due
+    assert "“Checkout down” blocks deployments" in due
+    assert gitlab.pipelines(PROJECT) == []
+
+
+async def test_a_due_slot_whose_booker_is_away_does_not_start(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = replicas(auto_start=True)
+    await book(bot)
+    assert (await bot.say("dave", "status away lunch", dm=True)).ok
+    bot.clock.set(DUE)
+    await scheduler(bot, "a").tick()
+    [due] = await said(bot, "deploy-due")
+    assert "It won't start: You're marked away" in due
+    assert gitlab.pipelines(PROJECT) == []
+
+
+async def test_a_freeze_period_croniter_cannot_read_fails_closed_without_stopping_the_round(
+    replicas: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    bot = replicas(auto_start=True)
+    await book(bot)
+    assert (await bot.say("bob", "deploy schedule staging v9 at 14:30")).ok
+    # GitLab took it (its cron dialect is not croniter's); Marvin can't evaluate it.
+    gitlab.add_freeze_period(PROJECT, "0 9 31 2 *", "0 17 31 2 *", "Europe/Berlin")
+    refused = await bot.say("dave", "deploy schedule production v2 at 16:00")
+    assert not refused.ok and refused.denied_by == "deploys"
+    assert "I can't evaluate GitLab freeze period 1 (0 9 31 2 * to 0 17 31 2 *, Europe/" in (
+        refused.text
+    )
+    listed = await bot.say("bob", "freeze list")
+    assert listed.ok and "matches no date" in listed.text
+    bot.clock.set(DUE)
+    await scheduler(bot, "a").tick()  # doesn't raise
+    production, staging = await slot(bot, 1), await slot(bot, 2)
+    assert production.state == "refused"
+    assert "I can't evaluate GitLab freeze period 1" in (production.outcome_reason or "")
+    # Staging isn't held by GitLab's freeze periods: the same round starts it.
+    assert staging.state == "started"
+
+
+def test_a_gitlab_project_for_deploys_needs_gitlab_url() -> None:
+    settings = make_settings("sqlite+aiosqlite://", deploys={"gitlab_project": PROJECT})
+    assert any(
+        p.startswith("gitlab.url: deploys.gitlab_project") for p in backend_problems(settings)
+    )
+    with_url = make_settings(
+        "sqlite+aiosqlite://",
+        deploys={"gitlab_project": PROJECT},
+        gitlab={"url": "https://gitlab.example.com"},
+    )
+    assert not any("deploys.gitlab_project" in p for p in backend_problems(with_url))

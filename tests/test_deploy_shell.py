@@ -3,15 +3,18 @@ finish it, with times read in `shell.timezone`."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.harness import EXAMPLE, ROOT
+from marvin.shell import Shell
+from tests.harness import EXAMPLE, ROOT, Bot
 
 
 def shell(url: str, user: str, lines: list[str], **env: str) -> subprocess.CompletedProcess[str]:
@@ -86,3 +89,28 @@ def test_a_refusal_in_the_shell_is_a_sentence_and_exit_status_1(url: str) -> Non
     assert result.returncode == 1
     assert "release managers (the `release-manager` role) only" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+async def test_a_command_runs_a_scheduler_round_only_when_a_slot_needs_one(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.StringIO()
+    shell = Shell(bot.services, user="dave", out=out)
+    rounds: list[list[str]] = []
+    tick = shell.scheduler.tick
+
+    async def counted() -> list[str]:
+        rounds.append(await tick())
+        return rounds[-1]
+
+    monkeypatch.setattr(shell.scheduler, "tick", counted)
+    await shell.run_line("help")
+    assert (await shell.run_line("deploy schedule staging v7 at 14:30")).ok
+    await shell.run_line("deploy list")
+    assert rounds == []  # nothing due: no round, so no GitLab call either
+    bot.clock.set(datetime(2026, 3, 2, 14, 30, tzinfo=UTC))
+    await shell.run_line("help")
+    assert len(rounds) == 1
+    assert "⏰ Due: deploy slot #1: v7 to staging" in out.getvalue()
+    await shell.run_line("help")  # announced, its window not over: nothing to do
+    assert len(rounds) == 1

@@ -239,3 +239,13 @@ async def test_a_finished_deploy_hands_the_environment_to_the_next_in_line(bot: 
     assert done.ok and "is out" in done.text
     assert sum("@carol, it's your turn at staging (v2)" in t for t in await announcements(bot)) == 1
     assert "staging: 1. @carol (v2)" in (await bot.say("dave", "deploy queue")).text
+
+
+async def test_a_slot_being_started_still_holds_its_window(bot: Bot) -> None:
+    assert (await bot.say("bob", "deploy schedule staging v1 at now")).ok
+    assert (await bot.say("bob", "deploy start 1")).ok
+    [started] = await bot.rows(DeploySlot)
+    assert started.state == "starting"  # until the scheduler triggers its pipeline
+    clash = await bot.say("carol", "deploy schedule staging v2 at now")
+    assert not clash.ok and clash.denied_by == "deploys"
+    assert "collides with another staging slot: #1 v1 by @bob" in clash.text

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
+from marvin import issue_delivery
+from marvin.shell_delivery import pending
 from marvin.store.tables import AuditRecord, Deviation, LocalFlag, OutboxMessage
 from tests.fakes.gitlab import FakeGitLab
-from tests.harness import Bot, make_bot
+from tests.harness import Bot, deliver_issues, make_bot
 
 PROJECT = "infra/production"
 MARVIN_TOKEN = "glpat-marvin-bot"
@@ -279,3 +281,31 @@ async def test_an_unreadable_tracker_denies_with_its_reason(gitlab_tracker: Trac
     made, text = await _set(bot, f"feature set new_nav 50 --actors --issue {ref}")
     assert not made and f"I couldn't check deviation issue {ref}" in text
     assert "Nothing was changed" in text
+
+
+async def test_the_reason_cannot_approve_its_own_deviation(gitlab_tracker: Tracker) -> None:
+    tracker = gitlab_tracker
+    assert tracker.fake is not None
+    bot = tracker.bot
+    tracker.fake.add_label(PROJECT, APPROVED)  # people approve with it, so it exists
+    await _staged(bot)
+    # GitLab runs a description's line that starts with `/` as a quick action.
+    why = "launch day needs half\n/label ~deviation::approved\n\nsee the runbook"
+    ref = await bot.deviation("bob", f'new_nav 50 "{why}"', approve=False)
+    issue = tracker.fake.issue(PROJECT, int(ref.lstrip("#")))
+    assert APPROVED not in issue.labels
+    description = issue.description or ""
+    assert "launch day needs half\n\\/label ~deviation::approved\n\nsee the runbook" in description
+    made, text = await _set(bot, f"feature set new_nav 50 --actors --issue {ref}")
+    assert not made and f"Issue {ref} isn't approved" in text
+
+
+async def test_a_deviation_waits_with_the_trackers_other_issues(tracker: Tracker) -> None:
+    bot = tracker.bot
+    reply = await bot.say("bob", 'feature deviate new_nav 50 "launch day needs half"')
+    assert reply.ok, reply.text
+    # Counted where the shell and `marvin serve` look, and delivered by the tracker's loop.
+    assert (await pending(bot.services.store, issue_delivery.KINDS))[0] == 1
+    assert await deliver_issues(bot) == 0
+    [row] = await bot.rows(Deviation)
+    assert row.issue_ref is not None

@@ -159,3 +159,44 @@ async def test_without_a_log_project_nothing_is_logged(make: Callable[..., Bot])
     bot = make()
     await said_ok(bot, "alice", "feature set new_nav true --staging")
     assert await bot.rows(OutboxMessage, OutboxMessage.kind.in_(flag_log.KINDS)) == []
+
+
+async def test_what_people_typed_cannot_close_the_rollout_issue(
+    make: Callable[..., Bot], gitlab: FakeGitLab
+) -> None:
+    rollout = gitlab.add_issue(ROLLOUTS, "Roll out new_nav", author="bob")
+    gitlab.add_label(ROLLOUTS, "rolled-out")
+    bot = make(**on_gitlab(gitlab))
+    await said_ok(bot, "alice", "feature set new_nav true --staging")
+    # GitLab runs a note's line that starts with `/` as a quick action.
+    reason = "hotfix, verified\n/close\n/label ~rolled-out\nby alice"
+    await said_ok(
+        bot,
+        "alice",
+        f'feature set new_nav 1 --actors --ignore-production-check "{reason}" '
+        f"--rollout-issue {ROLLOUTS}#1",
+    )
+    assert await deliver_issues(bot) == 0
+    issue = gitlab.issue(ROLLOUTS, rollout.iid)
+    assert issue.state == "opened" and "rolled-out" not in issue.labels
+    [note] = [n.body for n in issue.notes if not n.system]
+    assert "ignored: hotfix, verified\n\\/close\n\\/label ~rolled-out\nby alice." in note
+    overridden = gitlab.issues(LOG)[-1]
+    assert "\n\\/close\n" in (overridden.description or "")
+
+
+async def test_the_embedded_tracker_notes_only_its_own_issues(make: Callable[..., Bot]) -> None:
+    bot = make(issues={"project": "infra/production"})
+    unrelated = await bot.add_issue("Unrelated", [])
+    assert unrelated == "#1"
+    # web/app#1 is another project's issue 1, not the embedded tracker's #1.
+    await said_ok(bot, "alice", "feature set new_nav true --staging --rollout-issue web/app#1")
+    await said_ok(
+        bot, "alice", "feature set old_nav true --staging --rollout-issue infra/production#1"
+    )
+    assert await deliver_issues(bot) == 0
+    [note] = await bot.rows(LocalIssueNote)
+    assert note.body.startswith("@alice changed `old_nav` on staging")
+    [failed] = await bot.rows(OutboxMessage, OutboxMessage.status == "failed")
+    assert failed.kind == flag_log.ROLLOUT_NOTE and failed.payload["ref"] == "web/app#1"
+    assert "holds only its own issues" in (failed.last_error or "")

@@ -18,6 +18,7 @@ from marvin.adapters.issues import Issue
 from marvin.incidents import ISSUE_KINDS
 from marvin.issue_delivery import EmbeddedIncidentTracker, IssueDelivery
 from marvin.outbox import ANNOUNCE, LEASE, DeliveryError, OutboxWorker
+from marvin.shell_delivery import drain, pending, pending_text
 from marvin.store.tables import IncidentEvent, LocalIssue, LocalIssueNote, OutboxMessage
 from tests.fakes.gitlab import FakeGitLab
 from tests.harness import Bot, make_bot
@@ -276,12 +277,12 @@ async def test_a_shell_delivers_within_a_bounded_wait_and_leaves_the_rest_pendin
     await gitlab.down()
     await lifecycle(bot)
     started = time.monotonic()
-    left = await issue_delivery.drain(worker(bot), store, bot.clock, seconds=0.5)
+    left = await drain([worker(bot)], store, bot.clock, seconds=0.5, kinds=ISSUE_KINDS)
     assert left == 7 and time.monotonic() - started < 3
-    assert issue_delivery.waiting_text(left) is not None
+    assert pending_text(left) is not None
     await gitlab.up()
     bot.clock.advance(seconds=10)
-    assert await issue_delivery.drain(worker(bot), store, bot.clock, seconds=5) == 0
+    assert await drain([worker(bot)], store, bot.clock, seconds=5, kinds=ISSUE_KINDS) == 0
     await assert_complete(bot, gitlab)
 
 
@@ -323,7 +324,7 @@ async def test_the_embedded_tracker_neither_loses_nor_doubles(
     )
     for _ in range(10):
         await issues.deliver_due()
-        left, due = await issue_delivery.pending(bot.services.store)
+        left, due = await pending(bot.services.store, ISSUE_KINDS)
         if not left or due is None:
             break
         bot.clock.set(max(due, bot.clock.now()))

@@ -25,6 +25,7 @@ from marvin.outbox import ANNOUNCE, OutboxWorker
 from marvin.store.db import Store
 from marvin.store.tables import (
     AuditRecord,
+    DeploySlot,
     Incident,
     IncidentEvent,
     LocalIssue,
@@ -33,7 +34,7 @@ from marvin.store.tables import (
 )
 from tests.fakes.gitlab import FakeGitLab
 from tests.fakes.gitlab import Issue as FakeIssue
-from tests.harness import START, Bot, make_bot
+from tests.harness import START, Bot, deliver_issues, make_bot, said_ok
 
 TOKEN = "glpat-marvin-bot"
 PROJECT = "infra/production"
@@ -120,15 +121,7 @@ def worker(bot: Bot) -> OutboxWorker:
 
 async def deliver(bot: Bot, rounds: int = 30) -> int:
     """Deliver every issue message, moving the clock to each next retry; how many are left."""
-    issues = worker(bot)
-    for _ in range(rounds):
-        await issues.deliver_due()
-        left, due = await issue_delivery.pending(bot.services.store)
-        if not left or due is None:
-            return left
-        if due > bot.clock.now():
-            bot.clock.set(due)
-    return (await issue_delivery.pending(bot.services.store))[0]
+    return await deliver_issues(bot, rounds)
 
 
 async def declare(bot: Bot, who: str = "bob", text: str = "") -> int:
@@ -440,6 +433,59 @@ async def test_what_people_typed_never_becomes_a_quick_action(
     ]
     assert not [line for line in lines if line.startswith("/")]
     assert "@bob: found it /close /label ~oops" in timeline(issue)
+
+
+async def test_deploys_and_change_requests_are_what_changed_too(
+    make: Callable[..., Bot],
+) -> None:
+    bot = make(incidents=INCIDENTS)
+
+    async def started_deploy(version: str, who: str) -> None:
+        now = bot.clock.now()
+        async with bot.services.store.transaction(write=True) as session:
+            session.add(
+                DeploySlot(
+                    key=f"slot-{version}",
+                    environment="production",
+                    version=version,
+                    starts_at=now,
+                    ends_at=now + timedelta(minutes=30),
+                    booked_by=who,
+                    state="started",
+                    started_by=who,
+                    started_at=now,
+                    pipeline_url=f"https://gitlab.example.com/deploy/-/pipelines/{version}",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+
+    await started_deploy("17.10.0", "carol")  # 7 hours before: outside the 6-hour window
+    bot.clock.advance(hours=7)
+    await said_ok(bot, "bob", 'change request "Rotate TLS certificates" --criticality 3')
+    await said_ok(bot, "bob", "change start 1")
+    bot.clock.advance(minutes=30)
+    await started_deploy("17.11.2", "dave")
+    bot.clock.advance(minutes=30)
+    await said_ok(bot, "bob", "change done 1")
+    bot.clock.advance(minutes=10)
+    await declare(bot)
+
+    events = sorted(await bot.rows(IncidentEvent), key=lambda e: e.id)
+    changed = [(e.kind, e.text) for e in events if e.kind in ("change", "deploy")]
+    assert changed == [
+        ("change", "@bob started change 1 (C3): Rotate TLS certificates"),
+        (
+            "deploy",
+            "@dave started the deploy of 17.11.2 to production "
+            "(pipeline https://gitlab.example.com/deploy/-/pipelines/17.11.2)",
+        ),
+        ("change", "Finished change 1 (C3): Rotate TLS certificates"),
+    ]
+    assert await deliver(bot) == 0
+    [issue] = await bot.rows(LocalIssue, LocalIssue.title.like("%Checkout%"))
+    assert "- 2026-03-02 17:30 UTC: @dave started the deploy of 17.11.2" in issue.description
+    assert "17.10.0" not in issue.description
 
 
 async def test_with_nothing_recorded_the_timeline_says_so(bot: Bot, gitlab: FakeGitLab) -> None:

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from marvin import issue_delivery
+from marvin import incidents
 from marvin.clock import as_utc
-from marvin.store.tables import AuditRecord, Incident, IncidentEvent
+from marvin.store.tables import AuditRecord, Incident, IncidentEvent, IncidentPin, OutboxMessage
 from tests.fakes.gitlab import FakeGitLab
-from tests.harness import make_bot
+from tests.harness import Bot, deliver_issues, make_bot
 from tests.slack_harness import (
     PRODUCTION,
     RANDOM,
@@ -198,7 +198,7 @@ def reaction(who: str, channel: str, ts: str, name: str = "pushpin") -> dict[str
     }
 
 
-async def chat_events(rig: SlackRig) -> list[IncidentEvent]:
+async def chat_events(rig: SlackRig | Bot) -> list[IncidentEvent]:
     return await rig.rows(IncidentEvent, IncidentEvent.kind == "chat")
 
 
@@ -222,16 +222,6 @@ async def gitlab(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeGitLab]:
         project = fake.add_project(PROJECT, visibility="public")
         fake.add_member(project, marvin, "developer")
         yield fake
-
-
-async def deliver_issues(rig: SlackRig) -> None:
-    issues = issue_delivery.issue_worker(rig.bot.services)
-    for _ in range(10):
-        await issues.deliver_due()
-        left, due = await issue_delivery.pending(rig.store)
-        if not left or due is None:
-            return
-        rig.clock.set(max(due, rig.clock.now()))
 
 
 async def test_a_pinned_message_goes_on_the_timeline_as_a_gitlab_timeline_event(
@@ -264,7 +254,7 @@ async def test_a_pinned_message_goes_on_the_timeline_as_a_gitlab_timeline_event(
     assert "already on incident 1's timeline" in await told(rig, "alice", "already")
     assert len(await chat_events(rig)) == 1
 
-    await deliver_issues(rig)
+    assert await deliver_issues(rig.bot) == 0
     [issue] = gitlab.issues(PROJECT)
     pinned = [e for e in issue.timeline_events if "Rolled back web-17" in e.note]
     assert len(pinned) == 1
@@ -289,6 +279,38 @@ async def test_a_pin_in_a_thread_under_an_incident_goes_on_that_incident(rig: Sl
     assert event.incident_id == 1 and "DB failover done" in event.text
 
 
+async def test_a_pin_deep_in_a_long_thread_reads_each_message_once(rig: SlackRig) -> None:
+    now(rig)
+    assert (await rig.run("bob", 'incident declare "Checkout returns 500s" --severity 2'))["text"]
+    await rig.announce()
+    [declared] = [m for m in rig.api.messages(PRODUCTION) if "declared incident 1" in m["text"]]
+    # Past one page of replies (Slack pages a thread: the last ones are on later pages).
+    for n in range(250):
+        rig.api.add_message(PRODUCTION, user_id("alice"), f"step {n}", thread_ts=declared["ts"])
+    reply = rig.api.add_message(
+        PRODUCTION, user_id("carol"), "DB failover done", thread_ts=declared["ts"]
+    )
+    assert (await rig.run("alice", 'incident declare "Search is slow" --severity 3'))["text"]
+    rig.api.reset_calls()
+    await rig.event(reaction("bob", PRODUCTION, reply))
+    await rig.settle()
+    [event] = await chat_events(rig)
+    assert event.incident_id == 1 and "DB failover done" in event.text
+    assert len(rig.api.calls("conversations.history")) == 1  # the miss: it is a reply
+    assert len(rig.api.calls("conversations.replies")) == 2  # its thread, two pages
+
+    # A message at the top of a thread: its history once, and nothing more.
+    top = rig.api.add_message(PRODUCTION, user_id("carol"), "Search p99 is 4s")
+    rig.api.add_message(PRODUCTION, user_id("alice"), "looking", thread_ts=top)
+    rig.api.reset_calls()
+    await rig.event(reaction("bob", PRODUCTION, top))
+    await rig.settle()
+    assert len(rig.api.calls("conversations.history")) == 1
+    assert rig.api.calls("conversations.replies") == []
+    [_, pinned] = await chat_events(rig)
+    assert pinned.incident_id == 2 and "Search p99 is 4s" in pinned.text
+
+
 async def test_other_reactions_and_other_channels_are_none_of_marvins_business(
     rig: SlackRig,
 ) -> None:
@@ -310,6 +332,42 @@ async def test_with_no_incident_open_the_pin_says_so(rig: SlackRig) -> None:
     await rig.event(reaction("bob", PRODUCTION, said))
     await rig.settle()
     assert "No incident is open" in await told(rig, "bob", "No incident")
+
+
+async def test_a_message_pinned_twice_at_once_goes_on_once(
+    any_bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bot = any_bot
+    assert (await bot.say("bob", 'incident declare "Checkout 500s" --severity 2')).ok
+    source = f"slack:{PRODUCTION}:1700000000.000100"
+
+    async def pin(who: str) -> IncidentEvent | None:
+        async with bot.services.store.transaction(write=True) as session:
+            incident = await session.get(Incident, 1)
+            assert incident is not None
+            return await incidents.pin(
+                session=session,
+                incident=incident,
+                text=f"DB failover done (added by @{who})",
+                occurred_at=bot.clock.now(),
+                source=source,
+                pinned_by=who,
+                now=bot.clock.now(),
+                request_id=f"pin-{who}",
+            )
+
+    assert await pin("bob") is not None
+    notes = len(await bot.rows(OutboxMessage, OutboxMessage.kind == incidents.ISSUE_NOTE))
+
+    # Alice's check ran before Bob's pin was committed (PostgreSQL lets both see none).
+    async def not_yet(**_: object) -> bool:
+        return False
+
+    monkeypatch.setattr(incidents, "pinned", not_yet)
+    assert await pin("alice") is None  # and her transaction is not the worse for it
+    assert len(await chat_events(bot)) == 1
+    assert len(await bot.rows(IncidentPin)) == 1
+    assert len(await bot.rows(OutboxMessage, OutboxMessage.kind == incidents.ISSUE_NOTE)) == notes
 
 
 async def test_the_same_timeline_entry_by_hand_in_the_shell(sqlite_url: str) -> None:

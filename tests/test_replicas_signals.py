@@ -143,7 +143,10 @@ async def test_sigterm_past_its_grace_gives_the_command_to_the_other_replica(
     code = await asyncio.to_thread(stopping.proc.wait, 30)
     assert code == 0, stopping.log()
     assert "work.join_timeout" in stopping.log()  # it was still working when the grace ended
-    # Given back, not left to its lease: the other replica does it, once.
+    # Given back, not left to its lease: no longer the stopped replica's...
+    [item] = await _rows(pg_url, InboxItem, InboxItem.kind == "command")
+    assert f":{stopping.proc.pid}:" not in str(item.owner), item.owner
+    # ...and the other replica does it, once.
     got = await _answer(slack, url, timeout=LEASE_SECONDS * 3 + 10)
     assert len(got) == 1 and "now on for everyone" in got[0], (got, other.log())
     await asyncio.sleep(2)

@@ -8,11 +8,16 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import select
 
+from marvin.clock import as_utc
+from marvin.store.db import Store
+from marvin.store.tables import OutboxMessage
 from tests.fakes.slack_api import FakeSlackAPI
 from tests.fakes.slack_socket import FakeSocketModeServer
 from tests.servers.marvin_serve import CHANNEL, ServeProcess, write_config
@@ -144,6 +149,14 @@ async def test_sigterm_does_not_wait_for_a_slack_call_that_hangs_and_loses_nothi
         assert code == 0, first.log_path.read_text()
         assert "Traceback" not in first.log_path.read_text()
         assert not [m for m in api.messages(CHANNEL) if "hanging" in str(m.get("text"))]
+        # Given back as it stopped: due now, not when its claim would have run out.
+        store = Store(database)
+        try:
+            async with store.transaction() as session:
+                [held] = list(await session.scalars(select(OutboxMessage)))
+        finally:
+            await store.dispose()
+        assert held.status == "pending" and as_utc(held.next_attempt_at) <= datetime.now(UTC)
 
         api.delay("chat.postMessage", 0)
         second = ServeProcess(config, tmp_path / "second.log")

@@ -129,3 +129,20 @@ async def test_with_gitlab_down_the_shell_exits_in_bounded_time_and_leaves_them_
     assert notes.index(rolled[0]) < notes.index(back[0])
     out, _ = await shell(fresh_sqlite, gitlab, ["incident show 1"], drain=0)
     assert f"Issue: {gitlab.external_url}" in out and "waiting" not in out
+
+
+async def test_a_deviation_issue_is_opened_by_the_same_loop_and_waits_with_the_rest(
+    fresh_sqlite: str,  # noqa: F811
+    gitlab: FakeGitLab,
+) -> None:
+    deviate = 'feature deviate new_nav 50 "launch day needs half"'
+    out, _ = await shell(fresh_sqlite, gitlab, [deviate])
+    [issue] = gitlab.issues(PROJECT)
+    assert f"📋 Deviation issue #1 for `new_nav` is open: {gitlab.external_url}" in out
+    assert issue.title.startswith("Deviation: new_nav to 50%")
+    assert "still pending" not in out
+
+    await gitlab.down()
+    out, _ = await shell(fresh_sqlite, gitlab, [deviate], drain=1)
+    assert "opening a deviation issue" in out
+    assert "1 delivery is still pending; `marvin serve` will deliver them" in out

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from marvin.adapters.issues import LocalIssueTracker
-from marvin.deviation_delivery import deviation_sinks
-from marvin.outbox import OutboxWorker
 from marvin.slack.render import APPROVE_ACTION, DECLINE_ACTION
 from marvin.store.tables import Approval, Deviation, LocalFlag
+from tests.harness import deliver_issues
 from tests.slack_harness import (
     PRODUCTION,
     RigFactory,
@@ -32,7 +31,8 @@ async def ask(rig: SlackRig) -> str:
     assert "now on" in (await rig.run("alice", "feature set new_nav true --staging"))["text"]
     asked = await rig.run("bob", 'feature deviate new_nav 50 "roll out fast for the launch"')
     assert "opening a deviation issue" in asked["text"]
-    await OutboxWorker(rig.store, deviation_sinks(rig.bot.services), rig.clock).deliver_due()
+    # `marvin serve`'s own issue loop opens it.
+    assert await deliver_issues(rig.bot) == 0
     [deviation] = await rig.rows(Deviation)
     assert deviation.issue_ref is not None
     ref = deviation.issue_ref

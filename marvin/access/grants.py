@@ -1,7 +1,9 @@
 """Grants Marvin stores (given through an access-request issue): read, given, revoked.
 
 Plain async functions taking the session as a keyword. A grant counts while it is neither
-revoked nor expired; only for an account linked to the registry (`marvin.accounts`).
+revoked nor expired (`current`), for the person its account is linked to in the registry:
+it is stored on the chat account it was given to, and read by the person, so each of their
+accounts holds it (`marvin.accounts.granted`).
 """
 
 from __future__ import annotations
@@ -72,26 +74,36 @@ async def held(
     return [_held(grant, str(who)) for grant, who in rows]
 
 
+def _holder(account: Account) -> str:
+    return account.directory_handle or account.display_name
+
+
+async def _ending(
+    session: AsyncSession, *where: ColumnElement[bool]
+) -> list[tuple[Grant, Account]]:
+    """Grants not revoked that have an expiry, soonest first, and their accounts."""
+    rows = await session.execute(
+        select(Grant, Account)
+        .join(Account, Account.id == Grant.account_id)
+        .where(Grant.revoked_at.is_(None), Grant.expires_at.is_not(None), *where)
+        .order_by(Grant.expires_at)
+        .limit(200)
+    )
+    return [(grant, account) for grant, account in rows.all()]
+
+
 async def expiring(
     session: AsyncSession, *, now: datetime, until: datetime
 ) -> list[tuple[HeldGrant, Account]]:
     """Grants that count now and expire before `until`, whose holder was not told yet."""
-    rows = (
-        await session.execute(
-            select(Grant, Account)
-            .join(Account, Account.id == Grant.account_id)
-            .where(
-                Grant.revoked_at.is_(None),
-                Grant.expires_at.is_not(None),
-                Grant.expires_at > now,
-                Grant.expires_at <= until,
-                Grant.expiry_notified_at.is_(None),
-            )
-            .order_by(Grant.expires_at)
-            .limit(200)
-        )
-    ).all()
-    return [
-        (_held(grant, account.directory_handle or account.display_name), account)
-        for grant, account in rows
-    ]
+    rows = await _ending(
+        session, *current(now), Grant.expires_at <= until, Grant.expiry_notified_at.is_(None)
+    )
+    return [(_held(grant, _holder(account)), account) for grant, account in rows]
+
+
+async def due(session: AsyncSession, *, until: datetime) -> list[HeldGrant]:
+    """Grants not revoked that expire by `until`, those already past expiry included (the
+    access review's)."""
+    rows = await _ending(session, Grant.expires_at <= until)
+    return [_held(grant, _holder(account)) for grant, account in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,9 @@ from marvin.store.db import Store, database_answers
 from marvin.store.tables import Account, DirectoryMember, DirectorySync
 
 SYNC_NAME = "gitlab"
+# Kept in memory per replica; a flood of strangers' e-mails only empties it.
+_MAX_MISSES = 10_000
+_NEVER = object()
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,16 @@ class MirroredMember:
     gitlab_user_id: int
     group_path: str
     inherited: bool
+
+
+async def _rows(session: AsyncSession, *where: Any) -> list[DirectoryMember]:
+    return list(
+        await session.scalars(
+            select(DirectoryMember)
+            .where(*where)
+            .order_by(DirectoryMember.username, DirectoryMember.role)
+        )
+    )
 
 
 def _via(row: DirectoryMember) -> str:
@@ -57,6 +71,8 @@ class MirroredDirectory:
         self._config = config
         # Where the sync reads members from (None: nothing to sync from, as in some tests).
         self.source = source
+        # E-mails GitLab said nobody active has, with the mirror's sync time when it said so.
+        self._misses: dict[str, datetime | None] = {}
 
     @property
     def config(self) -> DirectoryConfig:
@@ -86,32 +102,45 @@ class MirroredDirectory:
     async def _select(self, *where: object) -> list[DirectoryPerson]:
         with database_answers():
             async with self._store.transaction() as session:
-                rows = list(
-                    await session.scalars(
-                        select(DirectoryMember)
-                        .where(*where)  # type: ignore[arg-type]
-                        .order_by(DirectoryMember.username, DirectoryMember.role)
-                    )
-                )
+                rows = await _rows(session, *where)
         return self._people(rows)
 
     async def by_email(self, email: str) -> DirectoryPerson | None:
-        """A group member by the mirror; anyone else by asking GitLab whose e-mail it is
-        (this is asked once, when an account is first linked, with no transaction open)."""
+        """A group member whose public e-mail the mirror holds; anyone else by asking GitLab
+        whose e-mail it is (with no transaction open). GitLab is asked about an e-mail at
+        most once per sync: an unlinked person's every message comes here, and an answer of
+        "nobody" holds until the groups are read again."""
         wanted = email.strip().lower()
-        found = await self._select(func.lower(DirectoryMember.email) == wanted)
-        if found:
-            # The person's every role, not only the rows that carried the e-mail.
-            return await self.by_handle(found[0].handle)
-        if self.source is None:
+        with database_answers():
+            async with self._store.transaction() as session:
+                # The person's every role, not only the rows that carried the e-mail.
+                rows = await _rows(
+                    session,
+                    DirectoryMember.username.in_(
+                        select(DirectoryMember.username).where(
+                            func.lower(DirectoryMember.email) == wanted
+                        )
+                    ),
+                )
+                sync = await session.get(DirectorySync, SYNC_NAME)
+        if rows:
+            return self._people(rows)[0]
+        synced_at = sync.synced_at if sync else None
+        if self.source is None or self._misses.get(wanted, _NEVER) == synced_at:
             return None
         user = await self.source.user_by_email(wanted)
         if user is None:
+            if len(self._misses) >= _MAX_MISSES:
+                self._misses.clear()
+            self._misses[wanted] = synced_at
             return None
+        member = await self._select(func.lower(DirectoryMember.username) == user.username.lower())
+        if member:
+            return member[0]
         return person(
             handle=user.username.lower(),
             name=user.name,
-            email=user.email,
+            email=wanted,
             gitlab_username=user.username,
             holdings=[],
             roles=self._config.roles,
@@ -119,19 +148,21 @@ class MirroredDirectory:
 
     async def by_handle(self, handle: str) -> DirectoryPerson | None:
         """A group member, or a GitLab user an account was linked to who holds no role."""
-        found = await self._select(func.lower(DirectoryMember.username) == handle.lower())
-        if found:
-            return found[0]
         with database_answers():
             async with self._store.transaction() as session:
-                account = (
-                    await session.scalars(
-                        select(Account)
-                        .where(Account.directory_handle == handle.lower())
-                        .order_by(Account.id)
-                        .limit(1)
-                    )
-                ).first()
+                rows = await _rows(session, func.lower(DirectoryMember.username) == handle.lower())
+                account = None
+                if not rows:
+                    account = (
+                        await session.scalars(
+                            select(Account)
+                            .where(Account.directory_handle == handle.lower())
+                            .order_by(Account.id)
+                            .limit(1)
+                        )
+                    ).first()
+        if rows:
+            return self._people(rows)[0]
         if account is None:
             return None
         return person(
@@ -146,11 +177,14 @@ class MirroredDirectory:
     async def by_gitlab_username(self, username: str) -> DirectoryPerson | None:
         return await self.by_handle(username.strip())
 
+    async def named(self, name: str) -> DirectoryPerson | None:
+        # A handle here is the GitLab username, lowercased: one lookup answers both.
+        return await self.by_handle(name.strip())
+
     async def role_members(self, role: str) -> list[DirectoryPerson] | None:
         if role not in self._config.roles:
             return None
-        handles = {p.handle for p in await self._select(DirectoryMember.role == role)}
-        return [p for p in await self.people() if p.handle in handles]
+        return [p for p in await self.people() if role in p.roles]
 
     async def people(self) -> list[DirectoryPerson]:
         return await self._select()

@@ -10,9 +10,9 @@ from sqlalchemy import update
 
 from marvin.access import grants as grant_store
 from marvin.access import review
+from marvin.announce import tell_production
 from marvin.clock import as_utc
-from marvin.models import Announcement
-from marvin.outbox import ANNOUNCE, enqueue
+from marvin.outbox import enqueue
 from marvin.services import Services
 from marvin.store.db import insert_ignoring_conflicts
 from marvin.store.tables import AccessReminder, Grant
@@ -80,23 +80,17 @@ async def remind_review(services: Services) -> bool:
     if as_utc(last.sent_at) > now - timedelta(days=days):
         return False
     report = await review.build(services, now)
-    message = Announcement(
-        channel_id=services.settings.production_channel.id,
-        text=review.summary(report, now, days),
-        idempotency_key=f"access-review:{now:%Y-%m-%dT%H:%M}",
-    )
     async with services.store.transaction(write=True) as session:
         # Once, even with two replicas racing here: the row moves only if it is still due.
         row = await session.get(AccessReminder, REVIEW_REMINDER, with_for_update=True)
         if row is None or as_utc(row.sent_at) > now - timedelta(days=days):
             return False
         row.sent_at = now
-        await enqueue(
+        await tell_production(
             session,
-            kind=ANNOUNCE,
-            key=message.idempotency_key,
-            payload=message.model_dump(mode="json"),
-            now=now,
+            services,
+            text=review.summary(report, now, days),
+            key=f"access-review:{now:%Y-%m-%dT%H:%M}",
         )
     log.info("access.review_reminder")
     return True

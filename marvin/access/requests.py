@@ -11,6 +11,7 @@ import re
 from datetime import timedelta
 
 from marvin.adapters.directory import DirectoryPerson
+from marvin.policies.roles import PRODUCTION_ROLE
 
 FEATURE_FLAGS = "feature_flags"
 # Marvin's grants go through an `access request` issue; environments through an `access` one.
@@ -48,8 +49,8 @@ def already(person: DirectoryPerson | None, what: str, grants: frozenset[str]) -
             return "through the registry (" + (", ".join(roles) or "your own entry") + ")"
         if what in grants:
             return "through a grant in Marvin"
-        if "production" in person.roles:
-            return "through the production role"
+        if PRODUCTION_ROLE in person.roles:
+            return f"through the {PRODUCTION_ROLE} role"
         return None
     if what in person.environments:
         return "through your roles (" + ", ".join(person.roles) + ")"

@@ -10,10 +10,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin.access import grants as grant_store
+from marvin.access.grants import HeldGrant
 from marvin.adapters.directory import DirectoryPerson, Freshness, RoleInfo
 from marvin.clock import as_utc
 from marvin.services import Services
-from marvin.store.tables import AccessReview, Account, Grant
+from marvin.store.tables import AccessReview, Account
 
 REVIEWED_ENVIRONMENTS = ("production", "staging")
 
@@ -31,15 +33,6 @@ class Holder:
 
 
 @dataclass(frozen=True)
-class DueGrant:
-    handle: str
-    name: str
-    expires_at: datetime
-    issue_ref: str | None
-    granted_by: str | None
-
-
-@dataclass(frozen=True)
 class Idle:
     handle: str
     last_seen: datetime | None
@@ -48,7 +41,7 @@ class Idle:
 @dataclass(frozen=True)
 class Report:
     holders: tuple[Holder, ...]
-    grants: tuple[DueGrant, ...]
+    grants: tuple[HeldGrant, ...]  # past or near expiry
     idle: tuple[Idle, ...]
     freshness: Freshness
 
@@ -76,19 +69,7 @@ async def build(services: Services, now: datetime) -> Report:
     idle_since = now - timedelta(days=settings.idle_days)
     async with services.store.transaction() as session:
         reviews = await last_reviews(session)
-        grant_rows = (
-            await session.execute(
-                select(Grant, Account.directory_handle, Account.display_name)
-                .join(Account, Account.id == Grant.account_id)
-                .where(
-                    Grant.revoked_at.is_(None),
-                    Grant.expires_at.is_not(None),
-                    Grant.expires_at <= soon,
-                )
-                .order_by(Grant.expires_at)
-                .limit(200)
-            )
-        ).all()
+        grants = tuple(await grant_store.due(session, until=soon))
         seen_rows = (
             await session.execute(
                 select(Account.directory_handle, func.max(Account.last_seen_at))
@@ -101,17 +82,6 @@ async def build(services: Services, now: datetime) -> Report:
         Holder(p, reviews.get(p.handle))
         for p in people
         if any(env in p.environments for env in REVIEWED_ENVIRONMENTS)
-    )
-    grants = tuple(
-        DueGrant(
-            handle=str(handle or name),
-            name=g.name,
-            expires_at=as_utc(g.expires_at),
-            issue_ref=g.issue_ref,
-            granted_by=g.granted_by,
-        )
-        for g, handle, name in grant_rows
-        if g.expires_at is not None
     )
     idle = tuple(
         Idle(p.handle, seen.get(p.handle))
@@ -141,6 +111,7 @@ def render(report: Report, now: datetime, roles: dict[str, RoleInfo]) -> list[st
         lines.append("  • nobody")
     lines.append("*Grants past or near expiry*:")
     for g in report.grants:
+        assert g.expires_at is not None  # `grants.due` reads only grants that expire
         state = "expired" if g.expires_at <= now else "expires"
         on = f" ({g.issue_ref})" if g.issue_ref else ""
         lines.append(f"  • @{g.handle}'s `{g.name}` {state} {g.expires_at:%Y-%m-%d}{on}")

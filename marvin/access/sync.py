@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin import audit
 from marvin.access import mirror
@@ -21,8 +21,8 @@ from marvin.access.grants import current
 from marvin.access.mirror import MirroredDirectory, MirroredMember
 from marvin.adapters.directory import Freshness
 from marvin.adapters.errors import AdapterError
-from marvin.models import Announcement, Invocation, Place
-from marvin.outbox import ANNOUNCE, enqueue
+from marvin.announce import tell_production
+from marvin.models import Invocation, Place
 from marvin.services import Services
 from marvin.store.tables import Account, Grant
 
@@ -41,7 +41,7 @@ class Snapshot:
         return len({m.username.lower() for m in self.members})
 
 
-async def read_groups(directory: MirroredDirectory) -> Snapshot:
+async def _read_groups(directory: MirroredDirectory) -> Snapshot:
     """Every role's group's active members, direct and inherited (no transaction open).
     Raises the adapter's typed error when GitLab can't be read."""
     source = directory.source
@@ -61,7 +61,7 @@ async def read_groups(directory: MirroredDirectory) -> Snapshot:
                 username=m.username,
                 name=m.name,
                 email=m.email,
-                gitlab_user_id=m.user_id,
+                gitlab_user_id=m.id,
                 group_path=group,
                 inherited=m.username not in direct,
             )
@@ -74,7 +74,7 @@ async def read_groups(directory: MirroredDirectory) -> Snapshot:
     return Snapshot(tuple(unique.values()))
 
 
-async def grant_holders_outside(services: Services, snapshot: Snapshot) -> list[str]:
+async def _grant_holders_outside(services: Services, snapshot: Snapshot) -> list[str]:
     """The GitLab usernames of accounts holding a grant now that no group lists."""
     listed = {m.username.lower() for m in snapshot.members}
     now = services.clock.now()
@@ -88,7 +88,7 @@ async def grant_holders_outside(services: Services, snapshot: Snapshot) -> list[
         return sorted({n.lower() for n in names if n and n.lower() not in listed})
 
 
-async def read_outsiders(
+async def _read_outsiders(
     directory: MirroredDirectory, usernames: list[str]
 ) -> tuple[tuple[str, str | None], ...]:
     source = directory.source
@@ -97,40 +97,45 @@ async def read_outsiders(
     return tuple(zip(usernames, states, strict=True))
 
 
-async def store(services: Services, snapshot: Snapshot) -> list[str]:
-    """The new mirror; grants of people GitLab no longer lists as active are revoked (and
-    audited and announced) in the same transaction. Returns whose grants were revoked."""
+async def read(services: Services, directory: MirroredDirectory) -> Snapshot:
+    """Everything a sync asks GitLab (no write transaction open): every role's group, and
+    the state of each grant holder no group lists. Raises the adapter's typed error when
+    GitLab can't be read."""
+    snapshot = await _read_groups(directory)
+    outside = await _grant_holders_outside(services, snapshot)
+    if not outside:
+        return snapshot
+    return Snapshot(snapshot.members, await _read_outsiders(directory, outside))
+
+
+async def write(session: AsyncSession, services: Services, snapshot: Snapshot) -> list[str]:
+    """The write transaction's part (nothing outside): the new mirror, and the grants of
+    people GitLab no longer lists as active revoked, audited and announced. Returns whose
+    grants were revoked."""
     now = services.clock.now()
+    await mirror.replace(session, snapshot.members, now)
     gone = {name: state for name, state in snapshot.outsiders if state != "active"}
-    revoked: list[str] = []
-    async with services.store.transaction(write=True) as session:
-        await mirror.replace(session, snapshot.members, now)
-        if gone:
-            rows = (
-                await session.execute(
-                    select(Grant, Account)
-                    .join(Account, Account.id == Grant.account_id)
-                    .where(*current(now))
-                    .with_for_update()
-                )
-            ).all()
-            for grant, account in rows:
-                username = (account.gitlab_username or "").lower()
-                if username not in gone:
-                    continue
-                why = f"GitLab user {gone[username] or 'gone'}"
-                grant.revoked_at, grant.revoked_by = now, why
-                revoked.append(username)
-                await _record(session, services, account, grant, why)
-    return sorted(set(revoked))
+    if not gone:
+        return []
+    rows = (
+        await session.execute(
+            select(Grant, Account)
+            .join(Account, Account.id == Grant.account_id)
+            .where(func.lower(Account.gitlab_username).in_(sorted(gone)), *current(now))
+            .with_for_update()
+        )
+    ).all()
+    for grant, account in rows:
+        why = f"GitLab user {gone[(account.gitlab_username or '').lower()] or 'gone'}"
+        grant.revoked_at, grant.revoked_by = now, why
+        await _record(session, services, account, grant, why)
+    return sorted({(account.gitlab_username or "").lower() for _, account in rows})
 
 
 async def _record(
-    session: Any, services: Services, account: Account, grant: Grant, why: str
+    session: AsyncSession, services: Services, account: Account, grant: Grant, why: str
 ) -> None:
-    now = services.clock.now()
     handle = account.directory_handle or account.gitlab_username or account.display_name
-    text = f"`{grant.name}` of @{handle} revoked: {why} (the roles registry's sync)"
     inv = Invocation(
         request_id=f"sync-revoke-{grant.id}",
         transport=account.transport,
@@ -138,7 +143,7 @@ async def _record(
         user_name=account.display_name,
         place=Place(id="directory-sync", name="directory sync"),
         text="(directory sync) revoke",
-        received_at=now,
+        received_at=services.clock.now(),
     )
     await audit.record(
         session,
@@ -149,17 +154,11 @@ async def _record(
         reason=why,
         details={"grant": grant.name, "grant_id": grant.id},
     )
-    message = Announcement(
-        channel_id=services.settings.production_channel.id,
-        text=text,
-        idempotency_key=f"sync-revoke:{grant.id}",
-    )
-    await enqueue(
+    await tell_production(
         session,
-        kind=ANNOUNCE,
-        key=message.idempotency_key,
-        payload=message.model_dump(mode="json"),
-        now=now,
+        services,
+        text=f"`{grant.name}` of @{handle} revoked: {why} (the roles registry's sync)",
+        key=f"sync-revoke:{grant.id}",
     )
 
 
@@ -174,14 +173,12 @@ async def run(services: Services) -> Freshness | None:
     if not isinstance(directory, MirroredDirectory):
         return None
     try:
-        snapshot = await read_groups(directory)
-        outside = await grant_holders_outside(services, snapshot)
-        if outside:
-            snapshot = Snapshot(snapshot.members, await read_outsiders(directory, outside))
+        snapshot = await read(services, directory)
     except AdapterError as exc:
         log.warning("directory.sync_failed", error=exc.shown())
         return await note_failure(services, exc)
-    revoked = await store(services, snapshot)
+    async with services.store.transaction(write=True) as session:
+        revoked = await write(session, services, snapshot)
     if revoked:
         log.warning("directory.grants_revoked", users=revoked)
     log.info("directory.synced", members=snapshot.count())

@@ -124,6 +124,10 @@ class Directory(Protocol):
 
     async def by_gitlab_username(self, username: str) -> DirectoryPerson | None: ...
 
+    async def named(self, name: str) -> DirectoryPerson | None:
+        """Someone as people name each other in chat: by handle or by GitLab username."""
+        ...
+
     async def role_members(self, role: str) -> list[DirectoryPerson] | None: ...
 
     async def people(self) -> list[DirectoryPerson]:
@@ -218,6 +222,10 @@ class FileDirectory:
 
     async def by_gitlab_username(self, username: str) -> DirectoryPerson | None:
         return self._by_gitlab.get(username.strip().lower())
+
+    async def named(self, name: str) -> DirectoryPerson | None:
+        wanted = name.strip().lower()
+        return self._people.get(wanted) or self._by_gitlab.get(wanted)
 
     async def role_members(self, role: str) -> list[DirectoryPerson] | None:
         if role not in self._config.roles:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import gitlab
@@ -27,6 +28,35 @@ from marvin.adapters.errors import (
 
 SERVICE = "GitLab"
 T = TypeVar("T")
+# Passed with every call: python-gitlab's own retries are off. On a 429 it would sleep out
+# Retry-After in its thread and send the request again after the deadline had already
+# reported it unanswered, when the caller may have written again; a 429 is reported at once
+# (`Unavailable`) and the caller's own backoff decides.
+ONCE: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0}
+
+
+@dataclass(frozen=True)
+class GitLabUser:
+    """A user as GitLab's user and member entities show them."""
+
+    id: int
+    username: str
+    name: str
+    state: str  # active, blocked, deactivated, banned, ...
+    # The primary e-mail (`email`, shown to administrators' tokens on `/users`) or else the
+    # public one; a member entity carries only the public one.
+    email: str | None
+
+    @classmethod
+    def of(cls, entity: dict[str, Any]) -> GitLabUser:
+        username = str(entity["username"])
+        return cls(
+            id=int(entity["id"]),
+            username=username,
+            name=str(entity.get("name") or username),
+            state=str(entity.get("state") or "active"),
+            email=str(entity.get("email") or entity.get("public_email") or "") or None,
+        )
 
 
 def _message(exc: gle.GitlabError) -> str:
@@ -93,3 +123,34 @@ class GitLabClient:
             raise error(SERVICE, f"did not answer within {self.timeout:g} s") from None
         except (gle.GitlabError, requests.exceptions.RequestException) as exc:
             raise translate(exc, changes=changes) from exc
+
+    async def entries(
+        self,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        every_page: bool = True,
+        per_page: int = 100,
+    ) -> list[dict[str, Any]]:
+        """A list endpoint's entries: every page (python-gitlab follows `Link: rel="next"`),
+        or only the first."""
+        entries = await self.call(
+            self.gl.http_list,
+            path,
+            query_data=query or {},
+            get_all=every_page,
+            per_page=per_page,
+            **ONCE,
+        )
+        return [e for e in entries if isinstance(e, dict)]
+
+    async def user(self, username: str) -> GitLabUser | None:
+        """The user with this username, in any case (`GET /users?username=`), or None. A
+        blocked user is listed only to an administrator's token: to any other, None."""
+        found = await self.entries(
+            "/users", query={"username": username.strip()}, every_page=False, per_page=20
+        )
+        for entry in found:
+            if str(entry.get("username", "")).lower() == username.strip().lower():
+                return GitLabUser.of(entry)
+        return None

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from marvin.adapters.gitlab import GitLabClient
+from marvin.adapters.gitlab import ONCE, GitLabClient
 
 # Retrying is decided by the scheduler (it looks for the pipeline first), not python-gitlab.
-_ONCE: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0}
 KEY_VARIABLE = "MARVIN_DEPLOY_KEY"
 
 
@@ -74,7 +73,7 @@ class GitLabDeploys:
         path = f"/projects/{quote(self._project, safe='')}/freeze_periods"
 
         def read() -> list[FreezePeriod]:
-            rows = self._client.gl.http_list(path, get_all=True, **_ONCE)
+            rows = self._client.gl.http_list(path, get_all=True, **ONCE)
             assert isinstance(rows, list)
             return [
                 FreezePeriod(
@@ -91,24 +90,24 @@ class GitLabDeploys:
     async def trigger(self, *, ref: str, variables: dict[str, str]) -> PipelineRun:
         def create() -> PipelineRun:
             data = {"ref": ref, "variables": [{"key": k, "value": v} for k, v in variables.items()]}
-            return _run(self._proj().pipelines.create(data, **_ONCE))
+            return _run(self._proj().pipelines.create(data, **ONCE))
 
         return await self._client.call(create, changes=True)
 
     async def pipeline(self, pipeline_id: int) -> PipelineRun:
         def read() -> PipelineRun:
-            return _run(self._proj().pipelines.get(pipeline_id, **_ONCE))
+            return _run(self._proj().pipelines.get(pipeline_id, **ONCE))
 
         return await self._client.call(read)
 
     async def find(self, *, ref: str, key: str) -> PipelineRun | None:
         def look() -> PipelineRun | None:
             project = self._proj()
-            for row in project.pipelines.list(ref=ref, source="api", per_page=20, **_ONCE):
+            for row in project.pipelines.list(ref=ref, source="api", per_page=20, **ONCE):
                 pipeline = project.pipelines.get(row.id, lazy=True)
-                for var in pipeline.variables.list(get_all=True, **_ONCE):
+                for var in pipeline.variables.list(get_all=True, **ONCE):
                     if var.key == KEY_VARIABLE and var.value == key:
-                        return _run(project.pipelines.get(row.id, **_ONCE))
+                        return _run(project.pipelines.get(row.id, **ONCE))
             return None
 
         return await self._client.call(look)

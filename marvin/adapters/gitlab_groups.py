@@ -2,31 +2,18 @@
 
 `GET /groups/:id/members/all` lists direct and inherited members, a page at a time
 (python-gitlab follows the `Link: rel="next"` header). Blocked users, and invitations not
-yet accepted, hold nothing. E-mail addresses come only with an administrator's token (or
-a user's public e-mail).
+yet accepted, hold nothing. A member entity carries no primary e-mail (GitLab shows it there
+only to a group's owners, for its enterprise users): only the public one, if the user set
+it. Who has an e-mail is asked of `GET /users?search=`, which an administrator's token
+answers for primary e-mails too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from marvin.adapters.errors import NotFound
-from marvin.adapters.gitlab import SERVICE, GitLabClient
-
-_ONCE: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0}
-
-
-@dataclass(frozen=True)
-class GroupMember:
-    user_id: int
-    username: str
-    name: str
-    email: str | None
-    access_level: int
-    # The group the membership is in: the group itself, or an ancestor it is inherited from.
-    source: str | None = None
+from marvin.adapters.gitlab import SERVICE, GitLabClient, GitLabUser
 
 
 class GitLabGroups:
@@ -36,90 +23,49 @@ class GitLabGroups:
         self.client = client
         self.page_size = page_size
 
-    async def members(self, group: str) -> list[GroupMember]:
+    async def members(self, group: str) -> list[GitLabUser]:
         """Every active member of `group`, direct or inherited; `NotFound` for no such group."""
         path = f"/groups/{quote(group, safe='')}/members/all"
         try:
-            entries = await self.client.call(
-                self.client.gl.http_list, path, get_all=True, per_page=self.page_size, **_ONCE
-            )
+            entries = await self.client.entries(path, per_page=self.page_size)
         except NotFound as exc:
             raise NotFound(
                 SERVICE, f"has no group {group} that Marvin's token can see (404)"
             ) from exc
-        members = []
-        for entry in entries:
-            if not isinstance(entry, dict):
-                continue
-            if entry.get("state", "active") != "active":
-                continue  # blocked, deactivated, banned: no access through the group
-            if entry.get("membership_state", "active") != "active":
-                continue  # invited, not yet a member
-            members.append(
-                GroupMember(
-                    user_id=int(entry["id"]),
-                    username=str(entry["username"]),
-                    name=str(entry.get("name") or entry["username"]),
-                    email=(entry.get("email") or entry.get("public_email") or None),
-                    access_level=int(entry.get("access_level") or 0),
-                )
-            )
-        return members
+        return [
+            GitLabUser.of(entry)
+            for entry in entries
+            # Blocked, deactivated, banned: no access through the group; invited: not yet.
+            if entry.get("state", "active") == "active"
+            and entry.get("membership_state", "active") == "active"
+        ]
 
     async def direct_usernames(self, group: str) -> set[str]:
         """The usernames of the group's own members (the rest are inherited)."""
         path = f"/groups/{quote(group, safe='')}/members"
-        entries = await self.client.call(
-            self.client.gl.http_list, path, get_all=True, per_page=self.page_size, **_ONCE
-        )
-        return {str(e["username"]) for e in entries if isinstance(e, dict)}
+        entries = await self.client.entries(path, per_page=self.page_size)
+        return {str(e["username"]) for e in entries}
 
-    async def user_by_email(self, email: str) -> GroupMember | None:
+    async def user_by_email(self, email: str) -> GitLabUser | None:
         """The active GitLab user with this e-mail (`GET /users?search=`: any e-mail for an
         administrator's token, public ones otherwise), if exactly one has it."""
         wanted = email.strip().lower()
-        entries = await self.client.call(
-            self.client.gl.http_list,
-            "/users",
-            query_data={"search": wanted},
-            get_all=False,
-            per_page=20,
-            **_ONCE,
+        entries = await self.client.entries(
+            "/users", query={"search": wanted}, every_page=False, per_page=20
         )
         found = [
             e
             for e in entries
-            if isinstance(e, dict)
-            and e.get("state", "active") == "active"
+            if e.get("state", "active") == "active"
             and wanted in {str(e.get(k) or "").lower() for k in ("email", "public_email")}
         ]
         if len(found) != 1:
             return None
-        entry = found[0]
-        return GroupMember(
-            user_id=int(entry["id"]),
-            username=str(entry["username"]),
-            name=str(entry.get("name") or entry["username"]),
-            email=wanted,
-            access_level=0,
-        )
+        return GitLabUser.of(found[0])
 
     async def user_state(self, username: str) -> str | None:
         """The GitLab user's state (`active`, `blocked`, `deactivated`, `banned`, ...), or
-        None when GitLab has no such user (`GET /users?username=`; a blocked user is listed
-        only to an administrator's token, and is None to any other)."""
-        entries = await self.client.call(
-            self.client.gl.http_list,
-            "/users",
-            query_data={"username": username},
-            get_all=False,
-            per_page=20,
-            **_ONCE,
-        )
-        for entry in entries:
-            if (
-                isinstance(entry, dict)
-                and str(entry.get("username", "")).lower() == username.lower()
-            ):
-                return str(entry.get("state") or "active")
-        return None
+        None when GitLab has no such user (a blocked user is listed only to an
+        administrator's token, and is None to any other)."""
+        user = await self.client.user(username)
+        return user.state if user else None

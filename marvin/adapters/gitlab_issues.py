@@ -29,7 +29,7 @@ import requests
 import structlog
 
 from marvin.adapters.errors import NotFound, Refused
-from marvin.adapters.gitlab import SERVICE, GitLabClient
+from marvin.adapters.gitlab import ONCE, SERVICE, GitLabClient
 from marvin.adapters.issue_refs import parse_issue_ref
 from marvin.adapters.issues import Issue
 
@@ -37,8 +37,6 @@ log = structlog.get_logger(__name__)
 
 # "#12", "12", or "group/project#12" (the configured project's only).
 TEMPLATES = ".gitlab/issue_templates"
-# The calls below make their own decisions about retrying: python-gitlab makes none.
-_ONCE: dict[str, Any] = {"obey_rate_limit": False, "max_retries": 0}
 
 
 @dataclass(frozen=True)
@@ -187,9 +185,9 @@ class GitLabIssueTracker:
         }
         if new.assignee:
             # A read of its own: its timeout is no change of unknown outcome.
-            user_id = await self._user_id(new.assignee)
-            if user_id is not None:
-                data["assignee_ids"] = [user_id]
+            assignee = await self.client.user(new.assignee)
+            if assignee is not None:
+                data["assignee_ids"] = [assignee.id]
             else:
                 log.warning("gitlab.assignee_unknown", username=new.assignee)
         entity = await self._call(
@@ -280,20 +278,11 @@ class GitLabIssueTracker:
     def _issue_path(self, iid: int) -> str:
         return f"{self._base}/issues/{iid}"
 
-    async def _user_id(self, username: str) -> int | None:
-        users = await self._call(
-            self.client.gl.http_list, "/users", query_data={"username": username}, get_all=False
-        )
-        for user in users:
-            if isinstance(user, dict) and str(user.get("username", "")).lower() == username.lower():
-                return int(user["id"])
-        return None
-
     async def _call(
         self, fn: Callable[..., Any], *args: Any, changes: bool = False, **kw: Any
     ) -> Any:
         try:
-            return await self.client.call(fn, *args, changes=changes, **_ONCE, **kw)
+            return await self.client.call(fn, *args, changes=changes, **ONCE, **kw)
         except NotFound as exc:
             if "project" in exc.message.lower():
                 raise NotFound(

@@ -59,7 +59,21 @@ def _issue(row: LocalIssue) -> Issue:
     return Issue(ref=f"#{row.id}", title=row.title, state=row.state, labels=tuple(row.labels))
 
 
-def _local_id(ref: str, project: str | None) -> int:
+def inert(text: str) -> str:
+    """What a person wrote, as Marvin puts it in an issue's description or a note.
+
+    GitLab runs a line that starts with `/` as a quick action, in a description as in a note
+    (`/close`; `/label ~deviation::approved` would have a requester approve their own
+    deviation), so no line of it starts one: its slash is escaped, which Markdown shows as a
+    plain `/`. Paragraphs stay. GitLab drops carriage returns before it looks (to it,
+    `\\r/close` on a line of its own is `/close`), so this drops them too."""
+    lines = text.replace("\r", "").split("\n")
+    return "\n".join(f"\\{line}" if line.startswith("/") else line for line in lines)
+
+
+def local_id(ref: str, project: str | None) -> int:
+    """The embedded tracker's issue number that `ref` names: `#3`, `3`, or `project#3` and
+    its URL when `project` is the tracker's name; `Refused` for anything else."""
     parsed = parse_issue_ref(ref)
     if parsed is None:
         raise Refused(SERVICE, f"can't read {ref[:60]!r}: it is not an issue reference (use #123)")
@@ -83,7 +97,7 @@ class LocalIssueTracker:
         self._project = project
 
     async def get(self, ref: str) -> Issue:
-        number = _local_id(ref, self._project)
+        number = local_id(ref, self._project)
         with database_answers():
             async with self._store.transaction() as session:
                 row = await session.get(LocalIssue, number)
@@ -111,7 +125,7 @@ class LocalIssueTracker:
                 return _issue(row)
 
     async def labelled_at(self, ref: str, labels: Sequence[str]) -> datetime | None:
-        number = _local_id(ref, self._project)
+        number = local_id(ref, self._project)
         with database_answers():
             async with self._store.transaction() as session:
                 if await session.get(LocalIssue, number) is None:
@@ -151,7 +165,7 @@ class LocalIssueTracker:
     # (GitLab) is administered in its own UI, so these are not part of the Protocol.
 
     async def _row(self, session: AsyncSession, ref: str) -> LocalIssue:
-        number = _local_id(ref, self._project)
+        number = local_id(ref, self._project)
         row = await session.get(LocalIssue, number)
         if row is None:
             raise NotFound(SERVICE, f"has no issue #{number}")

@@ -19,8 +19,8 @@ def username(value: str) -> str:
 
 
 async def find_person(ctx: Context, name: str) -> DirectoryPerson | None:
-    directory = ctx.services.directory
-    return await directory.by_handle(name.lower()) or await directory.by_gitlab_username(name)
+    """Someone named by their handle or GitLab username."""
+    return await ctx.services.directory.named(name)
 
 
 def with_age(lines: list[str], freshness: Freshness, ctx: Context) -> str:

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.access import grants as grant_store
 from marvin.access import requests
+from marvin.access.grants import HeldGrant
 from marvin.accounts import account_for_handle
 from marvin.adapters.directory import DirectoryPerson
 from marvin.adapters.errors import AdapterError, NotFound
@@ -219,21 +220,14 @@ class GrantPlan(Change):
         )
 
 
-async def _stale(ctx: Context) -> Done | None:
-    """Who may grant is read from the registry: not from a mirror too old to say."""
-    freshness = await ctx.services.directory.freshness()
-    limit = ctx.services.settings.directory.max_staleness_minutes
-    if not freshness.stale(ctx.now, limit):
-        return None
-    return Done(
-        f"{freshness.shown(ctx.now)} That is older than the {limit:g} minutes allowed, so I "
-        "can't be sure of anyone's roles; `access refresh` first. Nothing was changed.",
-        ok=False,
-        kind="denied",
-    )
+@dataclass(frozen=True)
+class _Target:
+    person: DirectoryPerson
+    account: Account | None  # their first chat account: where a grant to them is stored
+    given: tuple[HeldGrant, ...]  # what they hold through Marvin now
 
 
-async def _target(ctx: Context, name: str) -> tuple[DirectoryPerson, Account] | Done:
+async def _target(ctx: Context, name: str) -> _Target | Done:
     person = await find_person(ctx, name)
     if person is None:
         return Done(
@@ -243,28 +237,24 @@ async def _target(ctx: Context, name: str) -> tuple[DirectoryPerson, Account] | 
         )
     async with ctx.read() as session:
         account = await account_for_handle(session, person.handle)
-    if account is None:
-        return Done(
-            f"@{person.handle} has no Marvin account yet: they get one by saying anything to "
-            "me. Then grant it again.",
-            ok=False,
-            kind="not_found",
-        )
-    return person, account
+        given = await grant_store.held(session, now=ctx.now, handle=person.handle)
+    return _Target(person, account, tuple(given))
 
 
 class GrantHandler(Handler[AccessGrant]):
     async def plan(self, cmd: AccessGrant, ctx: Context) -> Plan:
-        stale = await _stale(ctx)
-        if stale is not None:
-            return stale
         target = await _target(ctx, cmd.person)
         if isinstance(target, Done):
             return target
-        person, account = target
-        async with ctx.read() as session:
-            given = await grant_store.held(session, now=ctx.now, handle=person.handle)
-        holds = requests.already(person, cmd.grant, frozenset(g.name for g in given))
+        person, account = target.person, target.account
+        if account is None:
+            return Done(
+                f"@{person.handle} has no Marvin account yet: they get one by saying anything "
+                "to me. Then grant it again.",
+                ok=False,
+                kind="not_found",
+            )
+        holds = requests.already(person, cmd.grant, frozenset(g.name for g in target.given))
         if holds is not None:
             return Done(
                 f"@{person.handle} already has `{cmd.grant}` {holds.replace('your ', 'their ')}.",
@@ -367,7 +357,6 @@ class GrantHandler(Handler[AccessGrant]):
 class RevokePlan(Change):
     grant: str
     handle: str
-    account_id: int
     grant_ids: tuple[int, ...]
 
     def summary(self) -> str:
@@ -376,20 +365,11 @@ class RevokePlan(Change):
 
 class RevokeHandler(Handler[AccessRevoke]):
     async def plan(self, cmd: AccessRevoke, ctx: Context) -> Plan:
-        person = await find_person(ctx, cmd.person)
-        if person is None:
-            return Done(
-                f"@{cmd.person} is not in the roles registry, so I can't tell who they are.",
-                ok=False,
-                kind="not_found",
-            )
-        async with ctx.read() as session:
-            account = await account_for_handle(session, person.handle)
-            given = [
-                g
-                for g in await grant_store.held(session, now=ctx.now, handle=person.handle)
-                if g.name == cmd.grant
-            ]
+        target = await _target(ctx, cmd.person)
+        if isinstance(target, Done):
+            return target
+        person = target.person
+        given = [g for g in target.given if g.name == cmd.grant]
         if not given:
             through = requests.already(person, cmd.grant, frozenset())
             extra = (
@@ -402,24 +382,23 @@ class RevokeHandler(Handler[AccessRevoke]):
                 ok=False,
                 kind="not_found",
             )
-        assert account is not None  # it holds the grants
-        return RevokePlan(cmd.grant, person.handle, account.id, tuple(g.id for g in given))
+        return RevokePlan(cmd.grant, person.handle, tuple(g.id for g in given))
 
     async def record(
         self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
     ) -> Outcome:
         assert isinstance(plan, RevokePlan)
-        result = await session.execute(
-            update(Grant)
-            .where(Grant.id.in_(plan.grant_ids), Grant.revoked_at.is_(None))
-            .values(revoked_at=ctx.now, revoked_by=ctx.caller.handle)
-            .returning(Grant.issue_ref)
-        )
-        refs = sorted({r for r in result.scalars() if r})
-        if not refs and not await session.scalar(
-            select(Grant.id).where(Grant.id.in_(plan.grant_ids)).limit(1)
-        ):
-            raise Moved
+        revoked = (
+            await session.execute(
+                update(Grant)
+                .where(Grant.id.in_(plan.grant_ids), Grant.revoked_at.is_(None))
+                .values(revoked_at=ctx.now, revoked_by=ctx.caller.handle)
+                .returning(Grant.id, Grant.issue_ref)
+            )
+        ).all()
+        if not revoked:
+            raise Moved  # revoked meanwhile: plan again, which says what is left
+        refs = sorted({ref for _, ref in revoked if ref})
         for ref in refs:
             # The request issue tells the whole story: given there, and taken back there
             # (through the issue outbox: the tracker being down loses nothing).
@@ -440,5 +419,5 @@ class RevokeHandler(Handler[AccessRevoke]):
             f"Revoked @{plan.handle}'s `{plan.grant}` grant{where}.",
             announcement=f"@{ctx.caller.handle} revoked @{plan.handle}'s `{plan.grant}` grant"
             + where,
-            details={"grants": list(plan.grant_ids)},
+            details={"grants": sorted(grant_id for grant_id, _ in revoked)},
         )

@@ -10,13 +10,14 @@ from pydantic import Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin.access import grants as grant_store
-from marvin.access import mirror, sync
+from marvin.access import sync
 from marvin.access.mirror import MirroredDirectory
 from marvin.access.sync import Snapshot
 from marvin.adapters.directory import DirectoryPerson, RoleInfo
 from marvin.adapters.errors import AdapterError
 from marvin.commands.access_common import find_person, username, with_age
 from marvin.commands.base import Change, Context, Done, Handler, Outcome, Plan
+from marvin.policies.registry import SyncsRegistry
 from marvin.spec import CommandModel, Opt
 
 AccessEnvName = Literal["production", "staging", "runners"]
@@ -54,7 +55,7 @@ def _role_line(role: RoleInfo) -> str:
 
 
 @dataclass(frozen=True)
-class RefreshPlan(Change):
+class RefreshPlan(Change, SyncsRegistry):
     snapshot: Snapshot
 
     def summary(self) -> str:
@@ -62,6 +63,9 @@ class RefreshPlan(Change):
 
 
 class RefreshHandler(Handler[AccessRefresh]):
+    """The sync job's run, as a command: GitLab read in `plan`, the mirror written (and the
+    grants of people GitLab blocked revoked) in `record`."""
+
     async def plan(self, cmd: AccessRefresh, ctx: Context) -> Plan:
         directory = ctx.services.directory
         if not isinstance(directory, MirroredDirectory):
@@ -70,7 +74,7 @@ class RefreshHandler(Handler[AccessRefresh]):
                 "is no mirror to refresh."
             )
         try:
-            snapshot = await sync.read_groups(directory)
+            snapshot = await sync.read(ctx.services, directory)
         except AdapterError as exc:
             # The old mirror stays; the attempt and its error are noted for every answer.
             freshness = await sync.note_failure(ctx.services, exc)
@@ -86,17 +90,21 @@ class RefreshHandler(Handler[AccessRefresh]):
         self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
     ) -> Outcome:
         assert isinstance(plan, RefreshPlan)
-        await mirror.replace(session, plan.snapshot.members, ctx.now)
+        revoked = await sync.write(session, ctx.services, plan.snapshot)
+        people = plan.snapshot.count()
         roles = len({m.role for m in plan.snapshot.members})
-        text = (
-            f"Synced the roles registry from GitLab: {plan.snapshot.count()} people in "
-            f"{roles} role group(s)."
-        )
+        text = f"Synced the roles registry from GitLab: {people} people in {roles} role group(s)."
+        if revoked:
+            text += (
+                " GitLab no longer lists "
+                + ", ".join(f"@{u}" for u in revoked)
+                + " as active, so I revoked the grants given to them in Marvin."
+            )
         return Outcome(
             text,
             announcement=f"@{ctx.caller.handle} synced the roles registry from GitLab "
-            f"({plan.snapshot.count()} people)",
-            details={"members": len(plan.snapshot.members)},
+            f"({people} people)",
+            details={"members": len(plan.snapshot.members), "revoked": revoked},
         )
 
 
@@ -127,8 +135,9 @@ class WhoHandler(Handler[AccessWho]):
             head += f" to {cmd.env}" + (same if cmd.env != "runners" else "")
         lines = [head + ":"]
         data: dict[str, list[str]] = {}
+        people = await directory.people()
         for role in chosen:
-            members = await directory.role_members(role.name) or []
+            members = [p for p in people if role.name in p.roles]
             data[role.name] = [p.handle for p in members]
             lines.append(_role_line(role))
             for p in members:
@@ -139,7 +148,7 @@ class WhoHandler(Handler[AccessWho]):
         if not chosen:
             lines.append("No role gives that access.")
         if cmd.role is None and cmd.env is None:
-            own = [p for p in await directory.people() if p.own_grants]
+            own = [p for p in people if p.own_grants]
             if own:
                 lines.append("*Grants given in the roles registry*")
                 lines += [f"  • @{p.handle}: {', '.join(p.own_grants)}" for p in own]

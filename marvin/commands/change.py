@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin import changes
+from marvin import changes, incidents
 from marvin.clock import as_utc, utc_moment
 from marvin.commands.base import (
     Change,
@@ -35,6 +35,7 @@ from marvin.commands.base import (
     Plan,
     ProductionChange,
 )
+from marvin.incidents import Deliveries
 from marvin.policies.roles import PRODUCTION_ROLE
 from marvin.spec import Arg, CommandModel, CommandSpec, Opt
 from marvin.store.tables import ChangeRequest
@@ -112,10 +113,24 @@ class MovePlan(ProductionChange):
         return f"change {verb} {self.change_id}"
 
 
-def _issue_line(change: ChangeRequest) -> str:
-    if change.issue_url or change.issue_ref:
-        return f"Issue: {change.issue_url or change.issue_ref}"
-    return "Issue: on its way to the tracker"
+def _issue_line(change: ChangeRequest, delivery: Deliveries) -> str:
+    line = (
+        f"Issue: {change.issue_url or change.issue_ref}"
+        if change.issue_url or change.issue_ref
+        else "Issue: on its way to the tracker"
+    )
+    # Only trouble is news: that it is on its way, the line says.
+    if delivery.failed or delivery.last_error:
+        line += f" ({delivery.waiting()}"
+        line += f"; last error: {delivery.last_error})" if delivery.last_error else ")"
+    return line
+
+
+async def _deliveries(session: AsyncSession, ids: list[int]) -> dict[int, Deliveries]:
+    """What of each change's issue is still on its way, as an incident's is told."""
+    return await incidents.deliveries(
+        session=session, incident_ids=ids, kinds=changes.KINDS, prefix=changes.key_prefix
+    )
 
 
 class RequestHandler(Handler[ChangeRequestCmd]):
@@ -211,6 +226,8 @@ class _MoveHandler(Handler[Any]):
         assert isinstance(plan, MovePlan)
         change = await session.get(ChangeRequest, plan.change_id)
         assert change is not None  # reserved just before
+        # (Read before the move adds its own label change, which is always on its way.)
+        delivery = (await _deliveries(session, [change.id]))[change.id]
         await changes.move(
             session=session,
             change=change,
@@ -228,7 +245,7 @@ class _MoveHandler(Handler[Any]):
             news = f"finished {ref} (C{change.criticality}): “{change.title}”"
             lock = "Changes to production are no longer locked by it." if critical else ""
         return Outcome(
-            text=" ".join(p for p in (f"You {news}.", lock, _issue_line(change)) if p),
+            text=" ".join(p for p in (f"You {news}.", lock, _issue_line(change, delivery)) if p),
             announcement=" ".join(p for p in (f"@{ctx.caller.handle} {news}.", lock) if p).rstrip(
                 "."
             ),
@@ -251,6 +268,7 @@ class ListHandler(Handler[ChangeList]):
     async def plan(self, cmd: ChangeList, ctx: Context) -> Plan:
         async with ctx.read() as session:
             rows = await changes.listing(session=session)
+            delivery = await _deliveries(session, [row.id for row in rows])
         if not rows:
             return Done("No change requests are open.")
         lines = [f"{len(rows)} change request(s) not done:"]
@@ -262,7 +280,7 @@ class ListHandler(Handler[ChangeList]):
             )
             lines.append(
                 f"• {row.id}: C{row.criticality}, {state}{lock}{when} · {row.title} · "
-                f"@{row.requested_by} · {_issue_line(row)}"
+                f"@{row.requested_by} · {_issue_line(row, delivery[row.id])}"
             )
         return Done("\n".join(lines))
 

@@ -10,9 +10,8 @@ triggers the pipeline, so a slot started by hand and one started by itself go on
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field, field_validator
@@ -22,8 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from marvin.clock import as_utc
 from marvin.commands.base import Change, Context, Done, Handler, Moved, Outcome, Plan
 from marvin.deploys import service, times
-from marvin.deploys.gather import slot_facts
-from marvin.deploys.notify import tell_head
+from marvin.deploys.gather import slot_facts, start_plan
 from marvin.deploys.plans import DeployFacts, SlotPlan
 from marvin.deploys.text import slot_details, slot_line
 from marvin.spec import Arg, CommandModel, CommandSpec, Opt
@@ -33,7 +31,7 @@ _VERSION_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 # `deploy start` is accepted this long before the slot's time.
 EARLY = timedelta(minutes=5)
 # Cancelling or finishing a slot is judged on who asks, not on the calendar.
-_NO_FACTS = DeployFacts(others=(), freezes=(), gitlab=None, lock=None, incidents=())
+_NO_FACTS = DeployFacts(others=(), freezes=(), gitlab=None, lock=None)
 
 
 def one_line(value: str) -> str:
@@ -268,16 +266,57 @@ class ScheduleHandler(Handler[DeploySchedule]):
         )
 
 
-class MoveHandler(Handler[DeployMove]):
-    async def plan(self, cmd: DeployMove, ctx: Context) -> Plan:
+_C = TypeVar("_C", bound=_Id)
+
+
+class _OnSlot(Handler[_C], Generic[_C]):
+    """A command on one booked slot, taken only in the states in `allowed`: planned on the
+    slot as read, re-checked in that state when reserved, and written as a person's change
+    (`service.by_hand`), so a scheduler's claim taken before can't write over it."""
+
+    allowed: tuple[str, ...]
+
+    def refused(self, slot: DeploySlot) -> str:
+        """Why the command can't be taken in the slot's state, for people."""
+        raise NotImplementedError
+
+    async def on(self, slot: DeploySlot, cmd: _C, ctx: Context) -> Plan:
+        raise NotImplementedError
+
+    async def write(
+        self, slot: DeploySlot, plan: SlotPlan, session: AsyncSession, ctx: Context
+    ) -> Outcome:
+        raise NotImplementedError
+
+    async def plan(self, cmd: _C, ctx: Context) -> Plan:
         slot = await _slot(ctx, cmd.id)
         if isinstance(slot, Done):
             return slot
-        if slot.state != "scheduled":
-            return Done(
-                f"Slot #{slot.id} is {slot.state} already; only a slot still to come moves.",
-                False,
-            )
+        if slot.state not in self.allowed:
+            return Done(self.refused(slot), False)
+        return await self.on(slot, cmd, ctx)
+
+    async def reserve(self, plan: Change, session: AsyncSession, ctx: Context) -> None:
+        assert isinstance(plan, SlotPlan)
+        await _still_in(session, plan)
+
+    async def record(
+        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    ) -> Outcome:
+        assert isinstance(plan, SlotPlan) and plan.slot_id is not None
+        slot = await session.get(DeploySlot, plan.slot_id)
+        assert slot is not None
+        service.by_hand(slot, ctx.now)
+        return await self.write(slot, plan, session, ctx)
+
+
+class MoveHandler(_OnSlot[DeployMove]):
+    allowed = service.MOVABLE
+
+    def refused(self, slot: DeploySlot) -> str:
+        return f"Slot #{slot.id} is {slot.state} already; only a slot still to come moves."
+
+    async def on(self, slot: DeploySlot, cmd: DeployMove, ctx: Context) -> Plan:
         length = as_utc(slot.ends_at) - as_utc(slot.starts_at)
         window = _window(cmd.when, f"{int(length.total_seconds() // 60)}m", ctx)
         if isinstance(window, Done):
@@ -306,18 +345,14 @@ class MoveHandler(Handler[DeployMove]):
 
     async def reserve(self, plan: Change, session: AsyncSession, ctx: Context) -> None:
         assert isinstance(plan, SlotPlan)
-        await _still_in(session, plan)
+        await super().reserve(plan, session, ctx)
         await _still_free(session, plan)
 
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    async def write(
+        self, slot: DeploySlot, plan: SlotPlan, session: AsyncSession, ctx: Context
     ) -> Outcome:
-        assert isinstance(plan, SlotPlan) and plan.slot_id is not None
-        slot = await session.get(DeploySlot, plan.slot_id)
-        assert slot is not None
         was = times.shown(as_utc(slot.starts_at), ZoneInfo("UTC"))
         slot.starts_at, slot.ends_at = plan.starts_at, plan.ends_at
-        slot.updated_at = ctx.now
         if plan.override_reason:
             slot.override_reason = plan.override_reason
         when = times.span(plan.starts_at, plan.ends_at, _tz(ctx))
@@ -346,26 +381,19 @@ def _existing(slot: DeploySlot, action: str, ctx: Context, **more: Any) -> SlotP
     )
 
 
-class CancelHandler(Handler[DeployCancel]):
-    async def plan(self, cmd: DeployCancel, ctx: Context) -> Plan:
-        slot = await _slot(ctx, cmd.id)
-        if isinstance(slot, Done):
-            return slot
-        if slot.state not in ("scheduled", "announced"):
-            return Done(f"Slot #{slot.id} is {slot.state}: it can't be cancelled any more.", False)
+class CancelHandler(_OnSlot[DeployCancel]):
+    allowed = service.CANCELLABLE
+
+    def refused(self, slot: DeploySlot) -> str:
+        return f"Slot #{slot.id} is {slot.state}: it can't be cancelled any more."
+
+    async def on(self, slot: DeploySlot, cmd: DeployCancel, ctx: Context) -> Plan:
         return _existing(slot, "cancel", ctx)
 
-    async def reserve(self, plan: Change, session: AsyncSession, ctx: Context) -> None:
-        assert isinstance(plan, SlotPlan)
-        await _still_in(session, plan)
-
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    async def write(
+        self, slot: DeploySlot, plan: SlotPlan, session: AsyncSession, ctx: Context
     ) -> Outcome:
-        assert isinstance(plan, SlotPlan) and plan.slot_id is not None
-        slot = await session.get(DeploySlot, plan.slot_id)
-        assert slot is not None
-        slot.state, slot.updated_at = "cancelled", ctx.now
+        slot.state = "cancelled"
         return Outcome(
             text=f"Cancelled slot #{slot.id} ({slot.version} to {slot.environment}).",
             announcement=f"🗑️ @{ctx.caller.handle} cancelled deploy slot #{slot.id} "
@@ -378,13 +406,13 @@ class CancelHandler(Handler[DeployCancel]):
 # --- start, done ---------------------------------------------------------------------------
 
 
-class StartHandler(Handler[DeployStart]):
-    async def plan(self, cmd: DeployStart, ctx: Context) -> Plan:
-        slot = await _slot(ctx, cmd.id)
-        if isinstance(slot, Done):
-            return slot
-        if slot.state not in ("scheduled", "announced"):
-            return Done(f"Slot #{slot.id} is {slot.state} already.", False)
+class StartHandler(_OnSlot[DeployStart]):
+    allowed = service.STARTABLE
+
+    def refused(self, slot: DeploySlot) -> str:
+        return f"Slot #{slot.id} is {slot.state} already."
+
+    async def on(self, slot: DeploySlot, cmd: DeployStart, ctx: Context) -> Plan:
         starts = as_utc(slot.starts_at)
         if ctx.now < starts - EARLY:
             return Done(
@@ -392,30 +420,14 @@ class StartHandler(Handler[DeployStart]):
                 f"from {int(EARLY.total_seconds() // 60)} minutes before.",
                 False,
             )
-        ends = max(as_utc(slot.ends_at), ctx.now + timedelta(minutes=1))
-        facts = await slot_facts(
-            ctx.services,
-            environment=slot.environment,
-            version=slot.version,
-            starts_at=ctx.now,
-            ends_at=ends,
-            exclude=slot.id,
+        return await start_plan(
+            ctx.services, slot, now=ctx.now, override_reason=cmd.ignore_production_check
         )
-        plan = _existing(slot, "start", ctx, override_reason=cmd.ignore_production_check)
-        # Judged on now: the deploy runs from now until the slot's end.
-        return replace(plan, starts_at=ctx.now, ends_at=ends, facts=facts)
 
-    async def reserve(self, plan: Change, session: AsyncSession, ctx: Context) -> None:
-        assert isinstance(plan, SlotPlan)
-        await _still_in(session, plan)
-
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    async def write(
+        self, slot: DeploySlot, plan: SlotPlan, session: AsyncSession, ctx: Context
     ) -> Outcome:
-        assert isinstance(plan, SlotPlan) and plan.slot_id is not None
-        slot = await session.get(DeploySlot, plan.slot_id)
-        assert slot is not None
-        slot.state, slot.updated_at = "starting", ctx.now
+        slot.state = "starting"
         slot.started_by, slot.started_at = ctx.caller.handle, ctx.now
         if plan.override_reason:
             slot.override_reason = plan.override_reason
@@ -434,36 +446,28 @@ class StartHandler(Handler[DeployStart]):
         )
 
 
-class DoneHandler(Handler[DeployDone]):
-    async def plan(self, cmd: DeployDone, ctx: Context) -> Plan:
-        slot = await _slot(ctx, cmd.id)
-        if isinstance(slot, Done):
-            return slot
-        if slot.state not in ("announced", "starting", "started"):
-            return Done(
-                f"Slot #{slot.id} is {slot.state}: only a slot that is due or running is done.",
-                False,
-            )
+class DoneHandler(_OnSlot[DeployDone]):
+    allowed = service.FINISHABLE
+
+    def refused(self, slot: DeploySlot) -> str:
+        return f"Slot #{slot.id} is {slot.state}: only a slot that is due or running is done."
+
+    async def on(self, slot: DeploySlot, cmd: DeployDone, ctx: Context) -> Plan:
         return _existing(slot, "done", ctx, failed=cmd.failed)
 
-    async def reserve(self, plan: Change, session: AsyncSession, ctx: Context) -> None:
-        assert isinstance(plan, SlotPlan)
-        await _still_in(session, plan)
-
-    async def record(
-        self, plan: Change, session: AsyncSession, ctx: Context, applied: dict[str, Any]
+    async def write(
+        self, slot: DeploySlot, plan: SlotPlan, session: AsyncSession, ctx: Context
     ) -> Outcome:
-        assert isinstance(plan, SlotPlan) and plan.slot_id is not None
-        slot = await session.get(DeploySlot, plan.slot_id)
-        assert slot is not None
-        slot.state = "failed" if plan.failed else "succeeded"
-        slot.finished_at = slot.updated_at = ctx.now
-        slot.outcome_reason = plan.failed
         # The booker's turn at the environment is over: the next in its queue is told.
-        await service.leave_queue(
-            session=session, environment=slot.environment, handle=slot.booked_by, now=ctx.now
+        finished = await service.finish(
+            session=session,
+            services=ctx.services,
+            slot=slot,
+            state="failed" if plan.failed else "succeeded",
+            now=ctx.now,
+            reason=plan.failed,
         )
-        await tell_head(session, ctx.services, environment=slot.environment, now=ctx.now)
+        assert finished  # its row is locked, in the state reserve found
         how = f"failed: {plan.failed}" if plan.failed else "is out"
         return Outcome(
             text=f"Recorded: slot #{slot.id} ({slot.version} to {slot.environment}) {how}.",
@@ -528,6 +532,18 @@ _OVERRIDE = Opt(
     "reason",
 )
 _SLOTS = (SlotPlan,)
+# The scheduler starts a due slot as this command of its booker's, judged by every policy.
+START_SPEC = CommandSpec(
+    "deploy",
+    "start",
+    "Start a due slot: its pipeline runs, its link and outcome follow in the channel.",
+    DeployStart,
+    StartHandler(),
+    (_ID,),
+    (_OVERRIDE,),
+    production_change=True,
+    plans=_SLOTS,
+)
 
 SPECS = (
     CommandSpec(
@@ -583,17 +599,7 @@ SPECS = (
         production_change=True,
         plans=_SLOTS,
     ),
-    CommandSpec(
-        "deploy",
-        "start",
-        "Start a due slot: its pipeline runs, its link and outcome follow in the channel.",
-        DeployStart,
-        StartHandler(),
-        (_ID,),
-        (_OVERRIDE,),
-        production_change=True,
-        plans=_SLOTS,
-    ),
+    START_SPEC,
     CommandSpec(
         "deploy",
         "done",

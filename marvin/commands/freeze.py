@@ -141,7 +141,12 @@ class ListHandler(Handler[FreezeList]):
             held = ", ".join(deploys.protected)
             if isinstance(periods, Known):
                 for period in periods.value:
-                    window = freezes.upcoming(period, ctx.now)
+                    try:
+                        window = freezes.upcoming(period, ctx.now)
+                    except freezes.Unreadable as exc:
+                        # Said, not skipped: the deploy policy refuses on it (fails closed).
+                        lines.append(f"GitLab · {held} · {freezes.describe(period)}: {exc}")
+                        continue
                     if window is not None:
                         lines.append(
                             f"GitLab · {held} · {times.span(window.starts_at, window.ends_at, tz)}"

@@ -31,12 +31,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from marvin import incidents
 from marvin.accounts import Caller
 from marvin.clock import as_utc, utc_moment
+from marvin.commands.access_common import find_person
 from marvin.commands.base import (
     Change,
     Context,
@@ -51,7 +51,7 @@ from marvin.commands.base import (
 from marvin.incidents import OPEN, RESOLVED, SHOWN_STATE, Declaration, Deliveries
 from marvin.policies.roles import PRODUCTION_ROLE
 from marvin.spec import Arg, CommandModel, CommandSpec, Opt
-from marvin.store.tables import Account, Incident, IncidentEvent
+from marvin.store.tables import Incident, IncidentEvent
 
 MAX_LABELS = 10
 # How much of a timeline `incident show` prints, and of "what changed" an announcement.
@@ -397,27 +397,10 @@ class DeclareHandler(Handler[IncidentDeclare]):
 
 
 async def _person(ctx: Context, name: str) -> tuple[str, str | None] | None:
-    """A handle and GitLab username for `name`: a handle in the registry, or the GitLab
-    username of someone Marvin knows (chats name people by their GitLab username)."""
-    directory = ctx.services.directory
-    person = await directory.by_handle(name)
-    if person is None:
-        async with ctx.read() as session:
-            account = (
-                await session.scalars(
-                    select(Account)
-                    .where(
-                        func.lower(Account.gitlab_username) == name.lower(),
-                        Account.directory_handle.is_not(None),
-                    )
-                    .limit(1)
-                )
-            ).first()
-        if account is not None and account.directory_handle:
-            person = await directory.by_handle(account.directory_handle)
-    if person is None:
-        return None
-    return person.handle, person.gitlab_username
+    """A handle and GitLab username for `name`: a handle in the registry, or a GitLab
+    username (chats name people by their GitLab username)."""
+    person = await find_person(ctx, name)
+    return (person.handle, person.gitlab_username) if person else None
 
 
 def _changes_line(declared: incidents.Declared, hours: str) -> str:

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 
 import structlog
 from aiohttp import web
-from croniter import croniter
 
 from marvin.adapters.gitlab_deploys import FreezePeriod
 from marvin.clock import as_utc
@@ -118,7 +117,7 @@ def _slot(slot: DeploySlot) -> Event:
         ends_at=slot.ends_at,
         summary=f"Deploy {slot.version} to {slot.environment} (#{slot.id})",
         description="\n".join(parts),
-        status="CANCELLED" if slot.state in ("cancelled", "refused") else "CONFIRMED",
+        status="CANCELLED" if slot.state in service.CALLED_OFF else "CONFIRMED",
     )
 
 
@@ -144,21 +143,16 @@ def _lock(row: DeployLock, now: datetime) -> Event:
 
 
 def _gitlab(period: FreezePeriod, now: datetime, held: str) -> list[Event]:
-    events: list[Event] = []
-    window = freezes.upcoming(period, now)
-    while window is not None and len(events) < OCCURRENCES:
-        events.append(
-            Event(
-                uid=f"gitlab-freeze-{period.id}-{_stamp(window.starts_at)}@marvin",
-                starts_at=window.starts_at,
-                ends_at=window.ends_at,
-                summary=f"GitLab freeze: {held}",
-                description=window.what,
-            )
+    return [
+        Event(
+            uid=f"gitlab-freeze-{period.id}-{_stamp(window.starts_at)}@marvin",
+            starts_at=window.starts_at,
+            ends_at=window.ends_at,
+            summary=f"GitLab freeze: {held}",
+            description=window.what,
         )
-        following = croniter(period.start, window.ends_at).get_next(datetime)
-        window = freezes.upcoming(period, following)
-    return events
+        for window in freezes.occurrences(period, now, OCCURRENCES)
+    ]
 
 
 async def events(services: Services) -> list[Event]:
@@ -184,8 +178,11 @@ async def events(services: Services) -> list[Event]:
         if isinstance(periods, Known):
             held = ", ".join(services.settings.deploys.protected)
             for period in periods.value:
-                if freezes.valid(period):
+                try:
                     found += _gitlab(period, now, held)
+                except freezes.Unreadable as exc:
+                    # A feed can't refuse anything: the period is left out, and logged.
+                    log.warning("calendar.gitlab_unreadable", period=period.id, error=str(exc))
         else:
             log.warning("calendar.gitlab_unread", error=periods.shown())
     return found

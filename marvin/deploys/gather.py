@@ -3,18 +3,16 @@ freeze periods, with no transaction open while GitLab is asked."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import select
+from datetime import datetime, timedelta
 
 from marvin.adapters.gitlab_deploys import FreezePeriod
 from marvin.clock import as_utc
 from marvin.deploys import service
 from marvin.deploys.freezes import Window
-from marvin.deploys.plans import DeployFacts, SlotView
-from marvin.facts import Known, OpenIncident, Unknown, fetch
+from marvin.deploys.plans import DeployFacts, SlotPlan, SlotView
+from marvin.facts import Known, Unknown, fetch
 from marvin.services import Services
-from marvin.store.tables import Incident
+from marvin.store.tables import DeploySlot
 
 
 async def slot_facts(
@@ -40,17 +38,6 @@ async def slot_facts(
             session=session, environment=environment, starts_at=starts_at, ends_at=ends_at
         )
         lock = await service.lock_of(session=session, environment=environment)
-        incidents: tuple[OpenIncident, ...] = ()
-        if protected:
-            rows = await session.scalars(
-                select(Incident)
-                .where(
-                    Incident.state == "open",
-                    Incident.severity.in_(settings.change_lock.incident_severities),
-                )
-                .order_by(Incident.severity, Incident.id)
-            )
-            incidents = tuple(OpenIncident(str(r.id), r.severity, r.title) for r in rows)
         views = tuple(
             SlotView(s.id, s.version, as_utc(s.starts_at), as_utc(s.ends_at), s.booked_by)
             for s in others
@@ -75,6 +62,34 @@ async def slot_facts(
         freezes=windows,
         gitlab=gitlab,
         lock=locked,
-        incidents=incidents,
         change_requests=requests,
+    )
+
+
+async def start_plan(
+    services: Services, slot: DeploySlot, *, now: datetime, override_reason: str | None
+) -> SlotPlan:
+    """Starting `slot` now, as it is judged whoever starts it (`deploy start`, or the
+    scheduler when it comes due): the deploy runs from now until the slot's end, so that
+    window is judged, not the one booked."""
+    ends = max(as_utc(slot.ends_at), now + timedelta(minutes=1))
+    facts = await slot_facts(
+        services,
+        environment=slot.environment,
+        version=slot.version,
+        starts_at=now,
+        ends_at=ends,
+        exclude=slot.id,
+    )
+    return SlotPlan(
+        action="start",
+        environment=slot.environment,
+        version=slot.version,
+        starts_at=now,
+        ends_at=ends,
+        booked_by=slot.booked_by,
+        facts=facts,
+        slot_id=slot.id,
+        override_reason=override_reason,
+        state=slot.state,
     )

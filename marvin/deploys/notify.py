@@ -8,34 +8,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from marvin.models import Announcement
-from marvin.outbox import ANNOUNCE, enqueue
+from marvin.announce import tell_production
 from marvin.services import Services
 from marvin.store.tables import DeployQueueEntry
-
-
-async def announce(
-    session: AsyncSession,
-    services: Services,
-    *,
-    text: str,
-    key: str,
-    fields: dict[str, str] | None = None,
-) -> Announcement:
-    message = Announcement(
-        channel_id=services.settings.production_channel.id,
-        text=text,
-        fields=fields or {},
-        idempotency_key=key,
-    )
-    await enqueue(
-        session,
-        kind=ANNOUNCE,
-        key=key,
-        payload=message.model_dump(mode="json"),
-        now=services.clock.now(),
-    )
-    return message
 
 
 async def tell_head(
@@ -55,7 +30,7 @@ async def tell_head(
         return None
     head.told_at = now
     what = f" ({head.version})" if head.version else ""
-    await announce(
+    await tell_production(
         session,
         services,
         text=f"@{head.handle}, it's your turn at {environment}{what}: book your slot with "

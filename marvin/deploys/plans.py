@@ -9,7 +9,7 @@ from typing import Literal
 from marvin.adapters.gitlab_deploys import FreezePeriod
 from marvin.commands.base import Change, Impact, ProductionChange
 from marvin.deploys.freezes import Window
-from marvin.facts import Known, OpenIncident, Unknown
+from marvin.facts import Known, Unknown
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DeployFacts:
     # GitLab's freeze periods (None: no deploys.gitlab_project, or not for this environment).
     gitlab: Known[tuple[FreezePeriod, ...]] | Unknown | None
     lock: tuple[str, str] | None  # (reason, by) when the environment is locked
-    incidents: tuple[OpenIncident, ...]  # open incidents of the severities that lock changes
+    # Open incidents are not here: every production change gathers them (`marvin.facts`).
     # The open change requests for the version (None: none are required here).
     change_requests: Known[tuple[str, ...]] | Unknown | None = None
 

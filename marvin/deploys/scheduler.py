@@ -8,10 +8,16 @@ writes nothing, so a slot is announced once and its outcome reported once. The p
 carries the slot's key as a variable, and before creating one the scheduler looks for a
 pipeline with that key, so a trigger whose answer was lost is not sent twice.
 
+A person's command on a slot (`deploy cancel`, `done`, `start`, `move`) raises the fence
+too, and the scheduler's writes also require the state its claim found: whatever the
+scheduler learned about a slot before a person changed it is not written over them.
+
 Phases, none of them with a transaction open while GitLab or the directory is asked:
 - due: `scheduled` slots whose time has come are judged again, on behalf of whoever
-  booked them, and announced (naming the booker and who is on call), as overdue when the
-  announcement comes late (after a restart); or refused, with the reason.
+  booked them, by every policy `deploy start` is judged by (the same plan, the same
+  production facts), and announced (naming the booker and who is on call), as overdue when
+  the announcement comes late (after a restart); or refused, with the reason.
+- announced: a slot never started by the end of its window is missed; the queue moves on.
 - starting: slots started by hand (`deploy start`) or by themselves (`deploys.auto_start`)
   get their pipeline; its link is announced.
 - started: the pipeline's status is read until it finishes; its outcome is announced.
@@ -19,76 +25,116 @@ Phases, none of them with a transaction open while GitLab or the directory is as
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from marvin.accounts import Caller, caller_for, granted
 from marvin.adapters.errors import AdapterError, OutcomeUnknown, Unavailable
 from marvin.adapters.gitlab_deploys import KEY_VARIABLE, PipelineRun
+from marvin.announce import tell_production
 from marvin.clock import as_utc
+from marvin.commands.deploy import START_SPEC, DeployStart
 from marvin.deploys import service, times
-from marvin.deploys.gather import slot_facts
-from marvin.deploys.notify import announce, tell_head
-from marvin.deploys.plans import SlotPlan
-from marvin.facts import Known, fetch
-from marvin.policies.base import Decision
-from marvin.policies.deploys import judge
+from marvin.deploys.gather import start_plan
+from marvin.deploys.service import Claim
+from marvin.facts import gather
+from marvin.models import Invocation, Place
+from marvin.policies import POLICIES, Policy, Request, judge_all
 from marvin.services import Services
 from marvin.store.tables import Account, DeploySlot
 
 log = structlog.get_logger(__name__)
 UTC_ZONE = times.zone("UTC")
 BATCH = 20
-
-
-@dataclass(frozen=True)
-class Claim:
-    slot_id: int
-    fence: int
+# The transport of the scheduler's own invocations: no chat is asked about its presence.
+TRANSPORT = "scheduler"
 
 
 class DeployScheduler:
     def __init__(
-        self, services: Services, owner: str, lease: timedelta = timedelta(minutes=2)
+        self,
+        services: Services,
+        owner: str,
+        lease: timedelta = timedelta(minutes=2),
+        *,
+        policies: tuple[Policy, ...] = POLICIES,
     ) -> None:
         self.services = services
         self.owner = owner
         self.lease = lease
+        self.policies = policies
         self._said: list[str] = []
 
     async def tick(self) -> list[str]:
         """One round; what it announced (the shell prints it)."""
         self._said = []
-        await self.due()
-        await self.lapsed()
-        await self.starting()
-        await self.running()
+        await self._each("scheduled", self._fire)
+        await self._each("announced", self._lapse)
+        await self._each("starting", self._trigger)
+        if self.services.deploys is not None:
+            await self._each("started", self._follow)
         return self._said
 
+    async def pending(self) -> bool:
+        """Whether a round now would find a slot to act on: one short read, for a caller
+        that would rather not run a round (and ask GitLab) for nothing."""
+        now = self.services.clock.now()
+        phases = ["scheduled", "announced", "starting"]
+        if self.services.deploys is not None:
+            phases.append("started")
+        query = (
+            select(DeploySlot.id)
+            .where(or_(*(self._ready(state, now) for state in phases)))
+            .limit(1)
+        )
+        async with self.services.store.transaction() as session:
+            return (await session.scalars(query)).first() is not None
+
     async def _say(self, session: Any, *, text: str, key: str, **more: Any) -> None:
-        await announce(session, self.services, text=text, key=key, **more)
+        await tell_production(session, self.services, text=text, key=key, **more)
         self._said.append(text)
 
     # --- claims --------------------------------------------------------------------------
 
-    async def _candidates(
-        self, state: str, *, due_only: bool = False, ended_only: bool = False
-    ) -> list[int]:
-        now = self.services.clock.now()
-        query = select(DeploySlot.id).where(
+    @staticmethod
+    def _ready(state: str, now: datetime) -> ColumnElement[bool]:
+        """A slot in `state` that its phase acts on now, and that no claim holds."""
+        found = [
             DeploySlot.state == state,
             or_(DeploySlot.claim_until.is_(None), DeploySlot.claim_until < now),
+        ]
+        if state == "scheduled":
+            found.append(DeploySlot.starts_at <= now)  # due
+        elif state == "announced":
+            found.append(DeploySlot.ends_at <= now)  # its window let go
+        return and_(*found)
+
+    async def _each(self, state: str, act: Callable[[Claim, DeploySlot], Awaitable[None]]) -> None:
+        now = self.services.clock.now()
+        query = (
+            select(DeploySlot.id)
+            .where(self._ready(state, now))
+            .order_by(DeploySlot.starts_at)
+            .limit(BATCH)
         )
-        if due_only:
-            query = query.where(DeploySlot.starts_at <= now)
-        if ended_only:
-            query = query.where(DeploySlot.ends_at <= now)
         async with self.services.store.transaction() as session:
-            return list(await session.scalars(query.order_by(DeploySlot.starts_at).limit(BATCH)))
+            candidates = list(await session.scalars(query))
+        for slot_id in candidates:
+            claimed = await self._claim(slot_id, state)
+            if claimed is None:
+                continue
+            try:
+                await act(*claimed)
+            except Exception:
+                # One slot that can't be handled (a bug, a database error) holds its claim
+                # until the lease runs out and is tried again; the others go on.
+                log.exception("deploy.slot_failed", slot=slot_id, state=state)
 
     async def _claim(self, slot_id: int, state: str) -> tuple[Claim, DeploySlot] | None:
         now = self.services.clock.now()
@@ -114,7 +160,7 @@ class DeployScheduler:
             slot = await session.get(DeploySlot, slot_id, populate_existing=True)
             assert slot is not None
             session.expunge(slot)
-        return Claim(slot_id, fence), slot
+        return Claim(slot_id, fence, state, self.owner), slot
 
     async def _settle(self, claim: Claim, **values: Any) -> bool:
         """Write what the claim found, if the claim is still the slot's; release it."""
@@ -124,11 +170,7 @@ class DeployScheduler:
     async def _settle_in(self, session: Any, claim: Claim, **values: Any) -> bool:
         result = await session.execute(
             update(DeploySlot)
-            .where(
-                DeploySlot.id == claim.slot_id,
-                DeploySlot.fence == claim.fence,
-                DeploySlot.claimed_by == self.owner,
-            )
+            .where(*service.held(claim))
             .values(
                 claimed_by=None,
                 claim_until=None,
@@ -143,13 +185,32 @@ class DeployScheduler:
             return False
         return True
 
-    # --- due -----------------------------------------------------------------------------
+    async def _finish(
+        self,
+        claim: Claim,
+        slot: DeploySlot,
+        *,
+        text: str,
+        key: str,
+        fields: dict[str, str] | None = None,
+        **how: Any,
+    ) -> bool:
+        """The end of the slot's turn (`service.finish`), announced with `text`, if the
+        claim is still the slot's."""
+        async with self.services.store.transaction(write=True) as session:
+            done = await service.finish(
+                session=session,
+                services=self.services,
+                slot=slot,
+                claim=claim,
+                say=partial(self._say, text=text, key=key, fields=fields),
+                **how,
+            )
+        if not done:
+            log.warning("deploy.fenced_out", slot=claim.slot_id, fence=claim.fence)
+        return done
 
-    async def due(self) -> None:
-        for slot_id in await self._candidates("scheduled", due_only=True):
-            claimed = await self._claim(slot_id, "scheduled")
-            if claimed is not None:
-                await self._fire(*claimed)
+    # --- due -----------------------------------------------------------------------------
 
     async def _booker(self, slot: DeploySlot) -> Caller | None:
         if slot.account_id is None:
@@ -162,70 +223,76 @@ class DeployScheduler:
             grants = await granted(session, account.id, self.services.clock.now())
         return await caller_for(account, grants, self.services.directory)
 
+    def _invocation(self, slot: DeploySlot, now: datetime) -> Invocation:
+        """The slot's start as if its booker said `deploy start` in the production channel.
+
+        Its transport is no chat's, so the booker's chat presence is not asked (a slot
+        starts at its booked time, whether or not their chat client is awake); Marvin's
+        own away status (`status away`) is still judged, from their account."""
+        channel = self.services.settings.production_channel
+        return Invocation(
+            request_id=f"deploy-slot-{slot.key}"[:64],
+            transport=TRANSPORT,
+            user_id=slot.booked_by,
+            user_name=slot.booked_by,
+            place=Place(id=channel.id, name=channel.name),
+            text=f"deploy start {slot.id}",
+            received_at=now,
+        )
+
+    async def _judge(
+        self, slot: DeploySlot, booker: Caller | None, now: datetime
+    ) -> list[str] | tuple[str, str]:
+        """The notes of every policy, or (policy, reason) of the first that refuses: the
+        ones `deploy start` is judged by, on the facts the pipeline gathers for it."""
+        if booker is None:
+            return "deploys", f"I no longer know @{slot.booked_by}, who booked it"
+        inv = self._invocation(slot, now)
+        plan, facts = await asyncio.gather(
+            start_plan(self.services, slot, now=now, override_reason=slot.override_reason),
+            gather(self.services, inv, now),
+        )
+        command = DeployStart(id=slot.id, ignore_production_check=slot.override_reason)
+        request = Request(
+            START_SPEC, command, booker, inv, self.services.settings, now, plan, facts
+        )
+        return judge_all(self.policies, request)
+
     async def _fire(self, claim: Claim, slot: DeploySlot) -> None:
         services = self.services
         settings = services.settings
         now = services.clock.now()
         starts, ends = as_utc(slot.starts_at), as_utc(slot.ends_at)
         booker = await self._booker(slot)
-        facts = await slot_facts(
-            services,
-            environment=slot.environment,
-            version=slot.version,
-            starts_at=now,
-            ends_at=max(ends, now + timedelta(minutes=1)),
-            exclude=slot.id,
-        )
-        oncall = await fetch(services.oncall.on_call(now))
-        plan = SlotPlan(
-            action="start",
-            environment=slot.environment,
-            version=slot.version,
-            starts_at=now,
-            ends_at=max(ends, now + timedelta(minutes=1)),
-            booked_by=slot.booked_by,
-            facts=facts,
-            slot_id=slot.id,
-            override_reason=slot.override_reason,
-        )
-        decision = (
-            judge(plan, booker, settings)
-            if booker is not None
-            else Decision.deny(f"I no longer know @{slot.booked_by}, who booked it")
-        )
+        verdict = await self._judge(slot, booker, now)
         late = now - starts > timedelta(minutes=settings.deploys.overdue_minutes)
         what = (
             f"deploy slot #{slot.id}: {slot.version} to {slot.environment} "
             f"({times.span(starts, ends, UTC_ZONE)}), booked by @{slot.booked_by}"
         )
         head = f"⏰ Overdue {what}, was due {starts:%H:%M} UTC" if late else f"⏰ Due: {what}"
-        if not decision.allowed:
-            text = f"{head}. It won't start: {decision.reason}"
+        if isinstance(verdict, tuple):
+            policy, reason = verdict
+            text = f"{head}. It won't start: {reason}"
             values: dict[str, Any] = {
                 "state": "refused",
-                "outcome_reason": decision.reason[:500],
+                "outcome_reason": reason[:500],
                 "announced_at": now,
                 "overdue": late,
             }
+            log.info("deploy.refused", slot=slot.id, policy=policy)
         else:
             role = settings.deploys.release_role
             release = booker is not None and booker.has_role(role)
             who = f" ({role})" if release else ""
-            on_call = (
-                f"On call: @{oncall.value}"
-                if isinstance(oncall, Known) and oncall.value
-                else "Nobody is on call"
-                if isinstance(oncall, Known)
-                else f"On call: unknown ({oncall.shown()})"
-            )
             auto = settings.deploys.auto_start
             next_step = (
                 "Starting its pipeline now."
                 if auto
                 else f"@{slot.booked_by}, `deploy start {slot.id}` starts it."
             )
-            note = f" {decision.note}." if decision.note else ""
-            text = f"{head}{who}. {on_call}. {next_step}{note}"
+            # The availability policy's note says who is on call.
+            text = ". ".join([f"{head}{who}", *verdict]) + f". {next_step}"
             values = {"state": "starting" if auto else "announced", "announced_at": now}
             values["overdue"] = late
             if auto:
@@ -243,45 +310,24 @@ class DeployScheduler:
 
     # --- lapsed --------------------------------------------------------------------------
 
-    async def lapsed(self) -> None:
+    async def _lapse(self, claim: Claim, slot: DeploySlot) -> None:
         """A slot announced and never started lets its window go: it no longer holds the
         environment (nor the queue), and everyone is told once."""
-        for slot_id in await self._candidates("announced", ended_only=True):
-            claimed = await self._claim(slot_id, "announced")
-            if claimed is None:
-                continue
-            claim, slot = claimed
-            now = self.services.clock.now()
-            async with self.services.store.transaction(write=True) as session:
-                if not await self._settle_in(
-                    session,
-                    claim,
-                    state="missed",
-                    finished_at=now,
-                    outcome_reason="never started in its window",
-                ):
-                    continue
-                await self._say(
-                    session,
-                    text=f"⌛ Deploy slot #{slot.id} ({slot.version} to {slot.environment}) "
-                    f"was never started, and its window has ended: @{slot.booked_by}, book "
-                    "another with `deploy schedule` when you're ready.",
-                    key=f"deploy-missed:{slot.key}",
-                    fields={"slot": str(slot.id), "environment": slot.environment},
-                )
-                await service.leave_queue(
-                    session=session, environment=slot.environment, handle=slot.booked_by, now=now
-                )
-                await tell_head(session, self.services, environment=slot.environment, now=now)
+        if await self._finish(
+            claim,
+            slot,
+            state="missed",
+            now=self.services.clock.now(),
+            reason="never started in its window",
+            text=f"⌛ Deploy slot #{slot.id} ({slot.version} to {slot.environment}) "
+            f"was never started, and its window has ended: @{slot.booked_by}, book "
+            "another with `deploy schedule` when you're ready.",
+            key=f"deploy-missed:{slot.key}",
+            fields={"slot": str(slot.id), "environment": slot.environment},
+        ):
             log.info("deploy.missed", slot=slot.id)
 
     # --- starting ------------------------------------------------------------------------
-
-    async def starting(self) -> None:
-        for slot_id in await self._candidates("starting"):
-            claimed = await self._claim(slot_id, "starting")
-            if claimed is not None:
-                await self._trigger(*claimed)
 
     async def _trigger(self, claim: Claim, slot: DeploySlot) -> None:
         services = self.services
@@ -316,25 +362,15 @@ class DeployScheduler:
             await self._settle(claim)
             return
         except AdapterError as exc:
-            async with services.store.transaction(write=True) as session:
-                if await self._settle_in(
-                    session,
-                    claim,
-                    state="failed",
-                    outcome_reason=exc.shown()[:500],
-                    finished_at=services.clock.now(),
-                ):
-                    await self._say(
-                        session,
-                        text=f"❌ {what}: GitLab didn't start its pipeline: {exc.shown()}.",
-                        key=f"deploy-pipeline:{slot.key}",
-                    )
-                    await tell_head(
-                        session,
-                        services,
-                        environment=slot.environment,
-                        now=services.clock.now(),
-                    )
+            await self._finish(
+                claim,
+                slot,
+                state="failed",
+                now=services.clock.now(),
+                reason=exc.shown(),
+                text=f"❌ {what}: GitLab didn't start its pipeline: {exc.shown()}.",
+                key=f"deploy-pipeline:{slot.key}",
+            )
             return
         async with services.store.transaction(write=True) as session:
             if await self._settle_in(
@@ -356,14 +392,6 @@ class DeployScheduler:
 
     # --- started -------------------------------------------------------------------------
 
-    async def running(self) -> None:
-        if self.services.deploys is None:
-            return
-        for slot_id in await self._candidates("started"):
-            claimed = await self._claim(slot_id, "started")
-            if claimed is not None:
-                await self._follow(*claimed)
-
     async def _follow(self, claim: Claim, slot: DeploySlot) -> None:
         services = self.services
         backend = services.deploys
@@ -379,26 +407,16 @@ class DeployScheduler:
         if not run.finished:
             await self._settle(claim, pipeline_status=run.status)
             return
-        now = services.clock.now()
         ok = run.status == "success"
-        async with services.store.transaction(write=True) as session:
-            if not await self._settle_in(
-                session,
-                claim,
-                state="succeeded" if ok else "failed",
-                pipeline_status=run.status,
-                finished_at=now,
-                outcome_reason=None if ok else f"pipeline {run.status}",
-            ):
-                return
-            await self._say(
-                session,
-                text=f"{'✅' if ok else '❌'} Deploy slot #{slot.id} ({slot.version} to "
-                f"{slot.environment}): pipeline {run.status}, {run.url}",
-                key=f"deploy-outcome:{slot.key}",
-                fields={"slot": str(slot.id), "pipeline": str(run.id)},
-            )
-            await service.leave_queue(
-                session=session, environment=slot.environment, handle=slot.booked_by, now=now
-            )
-            await tell_head(session, services, environment=slot.environment, now=now)
+        await self._finish(
+            claim,
+            slot,
+            state="succeeded" if ok else "failed",
+            now=services.clock.now(),
+            reason=None if ok else f"pipeline {run.status}",
+            pipeline_status=run.status,
+            text=f"{'✅' if ok else '❌'} Deploy slot #{slot.id} ({slot.version} to "
+            f"{slot.environment}): pipeline {run.status}, {run.url}",
+            key=f"deploy-outcome:{slot.key}",
+            fields={"slot": str(slot.id), "pipeline": str(run.id)},
+        )

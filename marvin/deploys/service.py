@@ -4,17 +4,63 @@ the session as a keyword. Every user value reaches SQL as a bound parameter."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from marvin.deploys.notify import tell_head
+from marvin.services import Services
 from marvin.store.tables import DeployFreeze, DeployLock, DeployQueueEntry, DeploySlot
 
-# A slot in these states holds its window: the others are over or never happen.
-ACTIVE = ("scheduled", "announced", "started")
-FINISHED = ("succeeded", "failed", "cancelled", "refused")
+# A slot's states, named once: every command and the scheduler ask these sets, so a state
+# added to the lifecycle can't be forgotten in one copy of a list.
+# scheduled -> announced (due) -> starting -> started -> succeeded | failed; a slot may also
+# end cancelled (by hand), refused (when due) or missed (announced, never started).
+# Until it is over, a slot holds its window: no other slot of its environment may overlap it.
+HOLDS_WINDOW = ("scheduled", "announced", "starting", "started")
+MOVABLE = ("scheduled",)
+CANCELLABLE = ("scheduled", "announced")
+STARTABLE = ("scheduled", "announced")
+# `deploy done` ends a turn from its announcement on: a pipeline-less deploy is never started.
+FINISHABLE = ("announced", "starting", "started")
+# Over without a deploy having run (a calendar shows them called off).
+CALLED_OFF = ("cancelled", "refused", "missed")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The scheduler's hold on a slot: its owner, the fencing number the claim raised, and
+    the state it found the slot in."""
+
+    slot_id: int
+    fence: int
+    state: str
+    owner: str
+
+
+def held(claim: Claim) -> tuple[ColumnElement[bool], ...]:
+    """The slot is still as `claim` found it: no other replica claimed it since (fence),
+    and no person changed it (a command raises the fence too, and most change the state)."""
+    return (
+        DeploySlot.id == claim.slot_id,
+        DeploySlot.fence == claim.fence,
+        DeploySlot.claimed_by == claim.owner,
+        DeploySlot.state == claim.state,
+    )
+
+
+def by_hand(slot: DeploySlot, now: datetime) -> None:
+    """A person's command writes `slot` (its row locked): a scheduler's claim on it, taken
+    before, must not write over it afterwards. Raising the fence makes that claim's settle
+    find nothing; the claim is let go, so the slot is looked at again at once."""
+    slot.fence += 1
+    slot.claimed_by = None
+    slot.claim_until = None
+    slot.updated_at = now
 
 
 async def get_slot(*, session: AsyncSession, slot_id: int) -> DeploySlot | None:
@@ -31,7 +77,7 @@ async def overlapping(
 ) -> list[DeploySlot]:
     query = select(DeploySlot).where(
         DeploySlot.environment == environment,
-        DeploySlot.state.in_(ACTIVE),
+        DeploySlot.state.in_(HOLDS_WINDOW),
         DeploySlot.starts_at < ends_at,
         DeploySlot.ends_at > starts_at,
     )
@@ -148,3 +194,50 @@ async def leave_queue(
         .returning(DeployQueueEntry.id)
     )
     return list(result.scalars())
+
+
+async def finish(
+    *,
+    session: AsyncSession,
+    services: Services,
+    slot: DeploySlot,
+    state: str,
+    now: datetime,
+    reason: str | None = None,
+    claim: Claim | None = None,
+    say: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    **values: Any,
+) -> bool:
+    """The end of `slot`'s turn, however it ends (done by hand, its pipeline finished or
+    failed to start, its window missed): its final `state`, what `say` announces of it,
+    then its booker leaves the environment's queue and the next in it is told, in one
+    transaction (a command's own announcement is the pipeline's, after it).
+
+    Written only if the slot is still as it was read: under `claim` for the scheduler, else
+    in the state `slot` holds. False when it had moved: nothing is written or said."""
+    if claim is not None:
+        where = held(claim)
+    else:
+        where = (DeploySlot.id == slot.id, DeploySlot.state == slot.state)
+    result = await session.execute(
+        update(DeploySlot)
+        .where(*where)
+        .values(
+            state=state,
+            finished_at=now,
+            updated_at=now,
+            outcome_reason=reason[:500] if reason else None,
+            claimed_by=None,
+            claim_until=None,
+            **values,
+        )
+        .returning(DeploySlot.id)
+    )
+    if result.first() is None:
+        return False
+    if say is not None:
+        # The channel reads how the turn ended before whose turn it is now.
+        await say(session)
+    await leave_queue(session=session, environment=slot.environment, handle=slot.booked_by, now=now)
+    await tell_head(session, services, environment=slot.environment, now=now)
+    return True

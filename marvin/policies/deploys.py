@@ -1,7 +1,8 @@
 """Deploy slots: who may book which environment, and what a window may not collide with.
 
 A pure function of the plan, the caller and the gathered facts, so the scheduler judges a
-slot again when it comes due, on behalf of whoever booked it, with the same code.
+slot again when it comes due, on behalf of whoever booked it, with the same code (and the
+same mandatory policies after it, `marvin.policies.judge_all`).
 Order: who, then the environment's lock, freezes (Marvin's and GitLab's), incidents, and
 last the other slots. Everything but a collision with another slot may be overridden by a
 production engineer with a reason (`--ignore-production-check`, gated by the roles policy).
@@ -9,6 +10,7 @@ production engineer with a reason (`--ignore-production-check`, gated by the rol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from marvin.accounts import Caller
@@ -17,14 +19,20 @@ from marvin.commands.base import Change
 from marvin.config import Settings
 from marvin.deploys import freezes
 from marvin.deploys.plans import AdminPlan, SlotPlan
-from marvin.facts import Unknown
+from marvin.facts import OpenIncident, Unknown
 from marvin.policies.base import Decision, Request
 from marvin.policies.roles import PRODUCTION_ROLE
 
 _WHEN = "%Y-%m-%d %H:%M UTC"
 
 
-def judge(plan: SlotPlan | AdminPlan, caller: Caller, settings: Settings) -> Decision:
+def judge(
+    plan: SlotPlan | AdminPlan,
+    caller: Caller,
+    settings: Settings,
+    incidents: Sequence[OpenIncident],
+) -> Decision:
+    """`incidents`: the open incidents, as every production change gathers them."""
     if isinstance(plan, AdminPlan):
         return _admin(plan, caller, settings)
     who = _who(plan, caller, settings)
@@ -32,7 +40,7 @@ def judge(plan: SlotPlan | AdminPlan, caller: Caller, settings: Settings) -> Dec
         return Decision.deny(who)
     if plan.action in ("cancel", "done"):
         return Decision.allow()
-    blocks = _blocks(plan, settings)
+    blocks = _blocks(plan, settings, incidents)
     overlap = _overlap(plan)
     if blocks and not plan.override_reason:
         return Decision.deny(
@@ -89,7 +97,7 @@ def _who(plan: SlotPlan, caller: Caller, settings: Settings) -> str | None:
     return None
 
 
-def _blocks(plan: SlotPlan, settings: Settings) -> list[str]:
+def _blocks(plan: SlotPlan, settings: Settings, incidents: Sequence[OpenIncident]) -> list[str]:
     facts = plan.facts
     start, end = plan.starts_at, plan.ends_at
     found: list[str] = []
@@ -103,12 +111,21 @@ def _blocks(plan: SlotPlan, settings: Settings) -> list[str]:
         found.append(f"I couldn't read GitLab's freeze periods ({facts.gitlab.shown()})")
     elif facts.gitlab is not None:
         for period in facts.gitlab.value:
-            hit = freezes.overlapping(period, start, end)
+            try:
+                hit = freezes.overlapping(period, start, end)
+            except freezes.Unreadable as exc:
+                # A period Marvin can't evaluate may freeze this window: fail closed.
+                found.append(f"I can't evaluate {freezes.describe(period)}: {exc}")
+                continue
             if hit is not None:
                 found.append(f"{hit.what} lasts {_span(hit.starts_at, hit.ends_at)}")
-    found += [
-        f"incident {i.ref} (S{i.severity}) “{i.title}” blocks deployments" for i in facts.incidents
-    ]
+    # An incident holds the environments with production's traffic (the protected ones).
+    if plan.environment in settings.deploys.protected:
+        found += [
+            f"incident {i.ref} (S{i.severity}) “{i.title}” blocks deployments"
+            for i in incidents
+            if i.severity in settings.change_lock.incident_severities
+        ]
     return found
 
 
@@ -138,4 +155,4 @@ class DeployPolicy:
     def check(self, req: Request) -> Decision:
         plan = req.plan
         assert isinstance(plan, SlotPlan | AdminPlan)
-        return judge(plan, req.caller, req.settings)
+        return judge(plan, req.caller, req.settings, req.facts.incidents)

@@ -43,37 +43,60 @@ def _as_words(text: str) -> str:
     return line if len(line) <= MAX_TEXT else line[: MAX_TEXT - 1] + "…"
 
 
-async def _message(client: AsyncWebClient, channel: str, ts: str) -> Mapping[str, Any] | None:
-    """The message at `ts`: from the channel's history, or, a reply, from its thread."""
+Message = Mapping[str, Any]
+# Slack's own advice for a page of conversations.replies; a thread longer than that is paged.
+REPLIES_PAGE = 200
+
+
+async def _message(
+    client: AsyncWebClient, channel: str, ts: str
+) -> tuple[Message | None, Message | None]:
+    """The message at `ts` and the top of its thread (None when it is in none): from the
+    channel's history, or, a reply, from its thread, each read once."""
     history = await client.conversations_history(
         channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1
     )
     for message in history.get("messages") or []:
         if message.get("ts") == ts:
-            return dict(message)
-    replies = await client.conversations_replies(channel=channel, ts=ts, limit=200)
-    for message in replies.get("messages") or []:
-        if message.get("ts") == ts:
-            return dict(message)
-    return None
+            thread = message.get("thread_ts")
+            if not thread or thread == ts:  # alone, or the top of its own thread
+                return dict(message), (dict(message) if thread else None)
+            # A reply also sent to the channel: its thread's top is read below.
+            return dict(message), (await _thread(client, channel, str(thread), None))[1]
+    return await _thread(client, channel, ts, ts)
 
 
-async def _thread_incident(
-    client: AsyncWebClient, channel: str, message: Mapping[str, Any], bot_user_id: str | None
-) -> int | None:
+async def _thread(
+    client: AsyncWebClient, channel: str, ts: str, wanted: str | None
+) -> tuple[Message | None, Message | None]:
+    """From the thread `ts` is in: the message `wanted` (None: none), and the thread's top,
+    paging through the replies as far as it takes to find them."""
+    found: Message | None = None
+    top: Message | None = None
+    cursor: str | None = None
+    while True:
+        replies = await client.conversations_replies(
+            channel=channel, ts=ts, limit=REPLIES_PAGE, cursor=cursor
+        )
+        for message in replies.get("messages") or []:
+            if top is None and message.get("ts") == message.get("thread_ts"):
+                top = dict(message)
+            if wanted is not None and message.get("ts") == wanted:
+                found = dict(message)
+        cursor = (replies.get("response_metadata") or {}).get("next_cursor") or None
+        if (top is not None and (wanted is None or found is not None)) or cursor is None:
+            return found, top
+
+
+def _thread_incident(top: Message | None, bot_user_id: str | None) -> int | None:
     """The incident a thread is about: the one Marvin's message at its top names."""
-    thread = message.get("thread_ts")
-    if not thread:
+    if top is None:
         return None
-    history = await client.conversations_history(
-        channel=channel, latest=thread, oldest=thread, inclusive=True, limit=1
-    )
-    for parent in history.get("messages") or []:
-        mine = parent.get("bot_id") or (bot_user_id and parent.get("user") == bot_user_id)
-        if parent.get("ts") == thread and mine:
-            found = _INCIDENT.search(str(parent.get("text") or ""))
-            return int(found.group(1)) if found else None
-    return None
+    mine = top.get("bot_id") or (bot_user_id and top.get("user") == bot_user_id)
+    if not mine:
+        return None
+    found = _INCIDENT.search(str(top.get("text") or ""))
+    return int(found.group(1)) if found else None
 
 
 async def pin_command(
@@ -88,10 +111,10 @@ async def pin_command(
     channel, ts = str(payload.get("channel_id") or ""), str(payload.get("item_ts") or "")
     if not channel or not ts:
         return None
-    message = await _message(client, channel, ts)
+    message, top = await _message(client, channel, ts)
     if message is None or message.get("subtype") in ("message_deleted", "tombstone"):
         return None
-    incident = await _thread_incident(client, channel, message, bot_user_id)
+    incident = _thread_incident(top, bot_user_id)
     watched = {settings.production_channel.id, settings.incidents.status_channel}
     if incident is None and channel not in watched:
         return None

@@ -39,7 +39,6 @@ from marvin.config import Settings
 from marvin.deploys.calendar import add_calendar_routes
 from marvin.deploys.calendar import token_from_env as calendar_token
 from marvin.deploys.scheduler import DeployScheduler
-from marvin.deviation_delivery import deviation_sinks
 from marvin.issue_delivery import issue_worker
 from marvin.metrics import CONTENT_TYPE, Metrics
 from marvin.ofrep import add_ofrep_routes, tokens_from_env
@@ -123,8 +122,9 @@ def build_bot(settings: Settings, secrets: SlackSecrets, services: Services | No
     # Announcements are for the production channel, wherever the command came from: this
     # replica delivers every one of them (when it holds the outbox job).
     outbox = OutboxWorker(services.store, chat_sinks(client, metrics), services.clock)
-    # Incidents' issues and deviation issues: the tracker's loop.
-    issues = issue_worker(services, also=deviation_sinks(services))
+    # The tracker's issues (incidents', change requests', deviations', the flag log): a loop
+    # of their own.
+    issues = issue_worker(services)
     signing = secrets.signing_secret.get_secret_value() if secrets.signing_secret else None
     pipeline = build_pipeline(services)
     transport = SlackTransport(

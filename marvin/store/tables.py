@@ -436,8 +436,9 @@ class DeploySlot(Base):
     """A booked deploy: one version to one environment in one window.
 
     The scheduler claims a due slot with `claimed_by`/`claim_until` and raises `fence` with
-    every claim, so a replica whose claim ran out can't act on it any more; `key` is the
-    slot's idempotency key, carried by its announcement and its pipeline.
+    every claim, so a replica whose claim ran out can't act on it any more; a person's
+    command on the slot raises it too, so no claim taken before writes over the command.
+    `key` is the slot's idempotency key, carried by its announcement and its pipeline.
     """
 
     __tablename__ = "deploy_slots"
@@ -455,7 +456,9 @@ class DeploySlot(Base):
     note: Mapped[str | None] = mapped_column(String(500))
     booked_by: Mapped[str] = mapped_column(String(64))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
-    # scheduled -> announced (due) -> started -> succeeded | failed; or cancelled, refused.
+    # scheduled -> announced (due) -> starting -> started -> succeeded | failed; or cancelled,
+    # refused (when due), missed (never started). The sets of them the code asks are named
+    # once, in marvin.deploys.service (HOLDS_WINDOW, CANCELLABLE, ...).
     state: Mapped[str] = mapped_column(String(16))
     override_reason: Mapped[str | None] = mapped_column(String(500))
     fence: Mapped[int] = mapped_column(Integer, default=0)

@@ -37,8 +37,9 @@ github.com/gitlabhq/gitlabhq, plus python-gitlab 6.5.0 as installed):
   ``Note {...}`` errors), doc/api/notes.md (1,000,000 characters, ``internal``),
   docs.gitlab.com/api/issues (1,048,576 characters), docs.gitlab.com/api/labels,
   docs.gitlab.com/api/repository_files.
-* Users and members: docs.gitlab.com/api/users and /api/members; ``ee/lib/ee/api/entities/
-  member.rb`` (``email`` only for administrators).
+* Users and members: docs.gitlab.com/api/users and /api/members (a member's ``email`` only
+  for a group's owners, of its enterprise users: never here); ``lib/api/entities/
+  user_safe.rb`` (``public_email`` on every user entity).
 * Pipelines: docs.gitlab.com/api/pipelines; freeze periods: ``lib/api/freeze_periods.rb``
   (reporter reads, maintainer writes; ``app/policies/project_policy.rb``),
   ``app/validators/cron_validator.rb`` (``" is invalid syntax"``).
@@ -116,6 +117,8 @@ FLAG_NAME_MESSAGE = (
 )
 PROJECT_FEATURE_FLAGS_LIMIT = 200  # plan_limits.project_feature_flags default
 
+# Gitlab::QuickActions::Extractor: the command at a line's start, its argument after a space.
+_QUICK_ACTION = re.compile(r"/(label|close|timeline)(?: (.*?))?\s*", re.IGNORECASE)
 # Issues::UpdateService: the parameters PUT needs at least one of (CE list, in GitLab's order).
 ISSUE_UPDATE_ONE_OF = (
     "assignee_id",
@@ -2395,6 +2398,11 @@ class FakeGitLab(LoopbackServer):
         project.next_issue_iid += 1
         project.issues[issue.iid] = issue
         self._label_events(issue, user, issue.labels, "add")
+        # Issues::CreateService runs the description's quick actions, and stores it without them.
+        if description:
+            text, done = self._quick_actions(project, issue, user, description, creating=True)
+            if done:
+                issue.description = text.rstrip()
         return _Answer(201, self._issue_entity(project, issue))
 
     @_route("GET", "/projects/:id/issues/:issue_iid")
@@ -2455,6 +2463,11 @@ class FakeGitLab(LoopbackServer):
                 ids = _int_list(params, "assignee_ids") or []
                 single = _int(params, "assignee_id")
                 issue.assignee_ids = self._assignees(project, ids + ([single] if single else []))
+        # Issues::UpdateService runs a new description's quick actions too (GitLab 13.2 on).
+        if _has(params, "description") and description:
+            text, done = self._quick_actions(project, issue, user, description)
+            if done:
+                issue.description = text.rstrip()
         now = _now()
         if state_event == "close" and issue.state == "opened":
             issue.state, issue.closed_at, issue.closed_by_id = "closed", now, user.id
@@ -2587,31 +2600,83 @@ class FakeGitLab(LoopbackServer):
         return _Answer(201, self._note_entity(project, issue, note))
 
     def _quick_actions(
-        self, project: GitLabProject, issue: Issue, user: GitLabUser, body: str
+        self,
+        project: GitLabProject,
+        issue: Issue,
+        user: GitLabUser,
+        body: str,
+        *,
+        creating: bool = False,
     ) -> tuple[str, list[str]]:
-        """The quick actions the fake understands: ``/timeline <text> | YYYY-MM-DD HH:MM`` on
-        incidents (Developer and up). Returns the text left and the summary messages."""
+        """The quick actions the fake understands, in a note or an issue's description, found
+        as Gitlab::QuickActions::Extractor finds them (a line that starts with `/` and the
+        command's name, in any case, outside a ``` block; carriage returns dropped first):
+
+        - ``/label ~name ~"two words"``: the named labels that exist (admin_issue);
+        - ``/close``: on an open issue its user may update, not one being created;
+        - ``/timeline <text> | YYYY-MM-DD HH:MM``: on an incident (Developer and up), not one
+          being created.
+
+        A command its user may not run there stays in the text, as in GitLab. Returns the text
+        left and the summary messages."""
         kept: list[str] = []
         summary: list[str] = []
-        allowed = issue.issue_type == "incident" and self._project_level(user, project) >= DEVELOPER
-        for line in body.split("\n"):
-            match = re.fullmatch(r"/timeline\s+(.*)", line.strip())
-            if not (match and allowed):
+        fenced = False
+        for line in body.replace("\r", "").split("\n"):
+            if line.startswith("```"):
+                fenced = not fenced
+            match = None if fenced else _QUICK_ACTION.fullmatch(line)
+            done = None
+            if match is not None:
+                command, arg = match.group(1).lower(), match.group(2) or ""
+                done = self._quick_action(project, issue, user, command, arg, creating)
+            if done is None:
                 kept.append(line)
-                continue
-            text, sep, when = match.group(1).rpartition("|")
-            if not sep:
-                text, when = match.group(1), ""
-            occurred = _timeline_time(when.strip())
-            if not text.strip() or occurred is None:
-                summary.append(
-                    "Failed to apply timeline quick action: provide a valid timeline event "
-                    "and date."
-                )
-                continue
-            issue.timeline_events.append(TimelineEvent(text.strip(), occurred, user.id))
-            summary.append("Timeline event added successfully.")
+            else:
+                summary.append(done)
         return "\n".join(kept), summary
+
+    def _quick_action(
+        self,
+        project: GitLabProject,
+        issue: Issue,
+        user: GitLabUser,
+        command: str,
+        arg: str,
+        creating: bool,
+    ) -> str | None:
+        """Run one quick action: its summary message, or None when it isn't available."""
+        level = self._project_level(user, project)
+        if command == "label":
+            # Available with labels to find; names that aren't labels are passed over.
+            if not self._can_admin_issue(user, project) or not project.labels:
+                return None
+            names = [a or b for a, b in re.findall(r'~"([^"]+)"|~([^\s~"]+)', arg)]
+            found = [n for n in dict.fromkeys(names) if n in project.labels]
+            added = [n for n in found if n not in issue.labels]
+            issue.labels.extend(added)
+            self._label_events(issue, user, added, "add")
+            shown = [f"~{n}" if re.fullmatch(r"\w+", n) else f'~"{n}"' for n in found]
+            return f"Added {' '.join(shown)} label{'s' if len(found) != 1 else ''}."
+        if command == "close":
+            may_update = (
+                level >= REPORTER or user.id == issue.author_id or user.id in issue.assignee_ids
+            )
+            if creating or issue.state != "opened" or not may_update:
+                return None
+            issue.state, issue.closed_at, issue.closed_by_id = "closed", _now(), user.id
+            return "Closed this issue."
+        # timeline
+        if creating or issue.issue_type != "incident" or level < DEVELOPER:
+            return None
+        text, sep, when = arg.rpartition("|")
+        if not sep:
+            text, when = arg, ""
+        occurred = _timeline_time(when.strip())
+        if not text.strip() or occurred is None:
+            return "Failed to apply timeline quick action: provide a valid timeline event and date."
+        issue.timeline_events.append(TimelineEvent(text.strip(), occurred, user.id))
+        return "Timeline event added successfully."
 
     # ------------------------------------------------------------------ labels
 
@@ -2769,10 +2834,13 @@ class FakeGitLab(LoopbackServer):
 
     def _members_answer(self, ctx: _Ctx, best: dict[int, tuple[int, GitLabGroup]]) -> _Answer:
         """Members as ``Entities::Member``: the user (with ``state``, so blocked users can be
-        told apart), the access level, paginated like every list."""
+        told apart, and only the public e-mail), the access level, paginated like every list.
+        No ``email``: GitLab documents it only for a group's owners, of the group's enterprise
+        users (docs.gitlab.com/api/members, "Known issues"); the FOSS entity never has it
+        (some EE versions show it to an administrator in admin mode), so a client can't count
+        on it. An administrator's token sees it on ``/users`` and ``/users/:id``."""
         query = (_str(ctx.params, "query") or "").lower()
         user_ids = _int_list(ctx.params, "user_ids[]") or _int_list(ctx.params, "user_ids")
-        admin = ctx.admin
         members: list[JSONDict] = []
         for uid in sorted(best):
             user = self._users[uid]
@@ -2787,8 +2855,6 @@ class FakeGitLab(LoopbackServer):
                 "expires_at": None,
                 "membership_state": "active",
             }
-            if admin:
-                entry["email"] = user.email
             members.append(entry)
         return self._paginate(ctx, members)
 
