@@ -225,21 +225,20 @@ def incident_tracker(services: Services) -> IncidentTracker:
 
 
 class _Sink:
-    def __init__(self, deliver: Callable[[Mapping[str, Any], str], Awaitable[None]]) -> None:
+    """One of a worker's deliveries, as the outbox calls it: told whether it was tried
+    before (the outbox counts each attempt as it claims the message)."""
+
+    def __init__(self, deliver: Callable[[Mapping[str, Any], str, bool], Awaitable[None]]) -> None:
         self._deliver = deliver
 
+    async def deliver_attempt(
+        self, payload: Mapping[str, Any], idempotency_key: str, *, tried: bool
+    ) -> None:
+        await self._deliver(payload, idempotency_key, tried)
+
     async def deliver(self, payload: Mapping[str, Any], idempotency_key: str) -> None:
-        await self._deliver(payload, idempotency_key)
-
-
-async def tried_before(session: AsyncSession, key: str) -> bool:
-    """Whether the outbox message `key` was tried before this attempt: the tracker may have
-    done what it asked without our hearing the answer."""
-    # (The worker counts this attempt in when it claims the message.)
-    attempts = await session.scalar(
-        select(OutboxMessage.attempts).where(OutboxMessage.idempotency_key == key)
-    )
-    return int(attempts or 1) > 1
+        # Without the attempt, assume the worst: it may have been done unheard.
+        await self._deliver(payload, idempotency_key, True)
 
 
 @contextmanager
@@ -327,12 +326,10 @@ class IssueDelivery:
             incidents.ISSUE_SYNC: _Sink(self.sync),
         }
 
-    async def _read(self, payload: Mapping[str, Any], key: str) -> tuple[Incident | None, bool]:
-        """The incident as recorded now, and whether this message was tried before."""
+    async def _read(self, payload: Mapping[str, Any]) -> Incident | None:
+        """The incident as recorded now."""
         async with self.services.store.transaction() as session:
-            incident = await session.get(Incident, int(payload["incident_id"]))
-            tried = await tried_before(session, key)
-        return incident, tried
+            return await session.get(Incident, int(payload["incident_id"]))
 
     async def _issue_of(self, incident: Incident) -> str:
         return await issue_of(
@@ -367,8 +364,8 @@ class IssueDelivery:
                 after=max(1.0, until.total_seconds() + 1.0),
             )
 
-    async def create(self, payload: Mapping[str, Any], key: str) -> None:
-        incident, tried = await self._read(payload, key)
+    async def create(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
+        incident = await self._read(payload)
         if incident is None:
             log.warning("incident.issue_for_nothing", key=key)
             return
@@ -402,8 +399,8 @@ class IssueDelivery:
         if linked is not None and self.on_linked is not None:
             self.on_linked(linked, issue)
 
-    async def note(self, payload: Mapping[str, Any], key: str) -> None:
-        incident, tried = await self._read(payload, key)
+    async def note(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
+        incident = await self._read(payload)
         if incident is None:
             return
         ref = await self._issue_of(incident)
@@ -424,8 +421,8 @@ class IssueDelivery:
                 timeline=timeline,
             )
 
-    async def sync(self, payload: Mapping[str, Any], key: str) -> None:
-        incident, _ = await self._read(payload, key)
+    async def sync(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
+        incident = await self._read(payload)
         if incident is None:
             return
         ref = await self._issue_of(incident)
@@ -474,11 +471,7 @@ class FlagLogDelivery:
             self._trackers[project] = tracker_for(self.services, project)
         return self._trackers[project]
 
-    async def _tried(self, key: str) -> bool:
-        async with self.services.store.transaction() as session:
-            return await tried_before(session, key)
-
-    async def log(self, payload: Mapping[str, Any], key: str) -> None:
+    async def log(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
         project = self.services.settings.issues.flag_log_project
         if not project:
             return  # the log was switched off since: nothing to write it to
@@ -490,16 +483,14 @@ class FlagLogDelivery:
             labels=tuple(str(label) for label in payload["labels"]),
             author=str(payload["author"]),
         )
-        tried = await self._tried(key)
         with tracker_errors():
             issue = await open_marked(tracker, marker, tried, new)
             if issue.state != "closed":
                 await tracker.update(issue.ref, add_labels=[], remove_labels=[], close=True)
 
-    async def rollout(self, payload: Mapping[str, Any], key: str) -> None:
+    async def rollout(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
         ref = str(payload["ref"])
         tracker = self._rollout_tracker(ref)
-        tried = await self._tried(key)
         # A rollout issue that isn't there won't appear by waiting: failed, and shown.
         with tracker_errors(permanent=(NotFound,)):
             await add_marked_note(
@@ -534,16 +525,12 @@ class ChangeDelivery:
     def sinks(self) -> dict[str, Sink]:
         return {changes.CHANGE_CREATE: _Sink(self.create), changes.CHANGE_SYNC: _Sink(self.sync)}
 
-    async def _read(
-        self, payload: Mapping[str, Any], key: str
-    ) -> tuple[ChangeRequest | None, bool]:
+    async def _read(self, payload: Mapping[str, Any]) -> ChangeRequest | None:
         async with self.services.store.transaction() as session:
-            change = await session.get(ChangeRequest, int(payload["change_id"]))
-            tried = await tried_before(session, key)
-        return change, tried
+            return await session.get(ChangeRequest, int(payload["change_id"]))
 
-    async def create(self, payload: Mapping[str, Any], key: str) -> None:
-        change, tried = await self._read(payload, key)
+    async def create(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
+        change = await self._read(payload)
         if change is None or change.issue_ref:
             return
         add, _ = changes.labels(change, self.services.settings)
@@ -569,8 +556,8 @@ class ChangeDelivery:
                 now=self.services.clock.now(),
             )
 
-    async def sync(self, payload: Mapping[str, Any], key: str) -> None:
-        change, _ = await self._read(payload, key)
+    async def sync(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
+        change = await self._read(payload)
         if change is None:
             return
         ref = await issue_of(
@@ -607,14 +594,13 @@ class DeviationDelivery:
     def sinks(self) -> dict[str, Sink]:
         return {deviations.OPEN: _Sink(self.open)}
 
-    async def open(self, payload: Mapping[str, Any], key: str) -> None:
+    async def open(self, payload: Mapping[str, Any], key: str, tried: bool) -> None:
         services = self.services
         settings = services.settings.flags
         async with services.store.transaction() as session:
             row = await session.get(Deviation, int(payload["deviation_id"]))
             if row is None or row.issue_ref:
                 return  # nothing to open, or opened before (its answer was recorded)
-            tried = await tried_before(session, key)
             marker, flag = row.marker, row.flag
             new = NewIssue(
                 title=deviations.title(row),

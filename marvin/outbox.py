@@ -79,6 +79,16 @@ class CheckingSink(Sink, Protocol):
 
 
 @runtime_checkable
+class AttemptSink(Sink, Protocol):
+    """A sink told whether a message was tried before: it may have done its work unheard
+    (a timeout, a crash), so one that opens something looks for it first."""
+
+    async def deliver_attempt(
+        self, payload: Mapping[str, Any], idempotency_key: str, *, tried: bool
+    ) -> None: ...
+
+
+@runtime_checkable
 class BatchSink(Sink, Protocol):
     """A sink that can coalesce: Slack allows about one message per second per channel, so a
     busy minute's announcements go out as one message instead of queueing for minutes."""
@@ -280,6 +290,9 @@ class OutboxWorker:
         try:
             if len(group) > 1 and isinstance(sink, BatchSink):
                 await sink.deliver_batch([(c.key, c.payload) for c in group])
+            elif isinstance(sink, AttemptSink):
+                item = group[0]
+                await sink.deliver_attempt(item.payload, item.key, tried=item.attempts > 1)
             else:
                 await sink.deliver(group[0].payload, group[0].key)
         except DeliveryError as exc:
