@@ -328,6 +328,16 @@ class Deliveries:
                 parts.append(f"{' and '.join(items)} {how}")
         return "; ".join(parts)
 
+    def suffix(self) -> str:
+        """What waits, and why, to follow a record's issue line: " (the issue waiting;
+        last error: ...)", or nothing."""
+        waiting = self.waiting()
+        if not waiting:
+            return ""
+        return (
+            f" ({waiting}; last error: {self.last_error})" if self.last_error else f" ({waiting})"
+        )
+
 
 def flat(text: str) -> str:
     """One line: a timeline entry reads as one, in chat and as a `/timeline` event (whose

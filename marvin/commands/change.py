@@ -120,10 +120,7 @@ def _issue_line(change: ChangeRequest, delivery: Deliveries) -> str:
         else "Issue: on its way to the tracker"
     )
     # Only trouble is news: that it is on its way, the line says.
-    if delivery.failed or delivery.last_error:
-        line += f" ({delivery.waiting()}"
-        line += f"; last error: {delivery.last_error})" if delivery.last_error else ")"
-    return line
+    return line + (delivery.suffix() if delivery.failed or delivery.last_error else "")
 
 
 async def _deliveries(session: AsyncSession, ids: list[int]) -> dict[int, Deliveries]:

@@ -270,11 +270,7 @@ def _issue_line(incident: Incident, delivery: Deliveries, tracker: str) -> str:
         line = f"Issue: {link}"
     else:
         line = f"Issue: not opened in {tracker} yet"
-    waiting = delivery.waiting()
-    if waiting:
-        line += f" ({waiting}"
-        line += f"; last error: {delivery.last_error})" if delivery.last_error else ")"
-    return line
+    return line + delivery.suffix()
 
 
 # --- declare -------------------------------------------------------------------------------
